@@ -1,0 +1,1 @@
+"""Builders: query teachers (and students) for chain-of-thought traces, cached and resumable."""

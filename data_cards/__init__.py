@@ -1,0 +1,1 @@
+"""Data cards: a markdown card per release, rendered from stored stats only."""

@@ -1,0 +1,106 @@
+"""``tracebank card``: render a release's data card from what the catalog stored at that release.
+
+The card reads the catalog as of the release's snapshot (time travel), so rendering it later
+gives the same card; every number comes from stored rows, never from parsing other text.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from tracebank import catalog as catalog_mod
+from tracebank.errors import TracebankError
+from tracebank.releases import ReleaseRef, resolve
+from tracebank.tasks import get_task
+
+SIZE_CATEGORIES = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")]
+RELEASE_TRACES = """
+    FROM decisions d JOIN traces t ON t.trace_id = d.trace_id JOIN prompts p ON p.prompt_id = d.prompt_id
+    WHERE d.dataset = $dataset AND d.version = $version
+"""
+
+
+def size_category(n: int) -> str:
+    return next((name for limit, name in SIZE_CATEGORIES if n < limit), "n>1M")
+
+
+def card_context(cat: catalog_mod.Catalog, release: dict[str, Any]) -> dict[str, Any]:
+    """Everything the template shows, read from stored rows of one release."""
+    bind = {"dataset": release["dataset"], "version": release["version"]}
+    counts = sorted(release["counts"], key=lambda c: (c["split"], not c["keep"], c["rule"]))
+    kept = sum(c["n"] for c in counts if c["keep"])
+
+    def rows(sql: str) -> list[dict[str, Any]]:
+        return cat.con.execute(sql, bind).to_arrow_table().to_pylist()
+
+    provenance = rows(f"""
+        SELECT t.policy, t.model, t.backend, t.strategy, t.params.temperature AS temperature, t.params.top_p AS top_p,
+               t.params.max_new_tokens AS max_new_tokens, count(*) AS traces, count(*) FILTER (WHERE d.keep) AS kept,
+               coalesce(sum(t.completion_tokens), 0) AS completion_tokens, coalesce(sum(t.cost_usd), 0) AS cost_usd
+        {RELEASE_TRACES} GROUP BY ALL ORDER BY ALL""")
+    filters = rows("""
+        SELECT filter, count(*) AS traces, count(*) FILTER (WHERE passed) AS passed,
+               count(*) FILTER (WHERE NOT passed) AS failed, count(*) FILTER (WHERE passed IS NULL) AS unjudged,
+               avg(passed::INT) AS pass_rate, avg(passed::INT) FILTER (WHERE keep) AS kept_pass_rate
+        FROM (SELECT s.trace_id, s.filter, bool_and(s.passed) AS passed, any_value(d.keep) AS keep
+              FROM scores s JOIN decisions d ON d.trace_id = s.trace_id AND d.dataset = $dataset AND d.version = $version
+              GROUP BY ALL) GROUP BY filter ORDER BY filter""")
+    correctness = rows(f"""
+        SELECT t.policy, t.model, count(*) AS traces, sum(s.value)::BIGINT AS correct, avg(s.value) AS accuracy
+        {RELEASE_TRACES.replace("WHERE", "JOIN scores s ON s.trace_id = t.trace_id AND s.filter = 'correctness' AND s.metric = 'correct' WHERE")}
+        AND s.value IS NOT NULL GROUP BY ALL ORDER BY ALL""")
+    samples = rows(f"""
+        SELECT d.split, t.model, p.task, p.messages[-1].content AS question, p.reference, t.answer, t.rationale
+        {RELEASE_TRACES} AND d.keep ORDER BY d.split DESC, d.trace_id LIMIT 3""")
+    for sample in samples:
+        sample["reference_answer"] = get_task(sample.pop("task")).parse(sample.pop("reference") or "")
+        sample["rationale"] = _clip(sample["rationale"] or "", 1200)
+        sample["question"] = _clip(sample["question"], 600)
+    return {
+        **release,
+        "created_at": release["created_at"].strftime("%Y-%m-%d %H:%M UTC"),
+        "funnel": counts,
+        "kept": kept,
+        "total": sum(c["n"] for c in counts),
+        "kept_prompts": cat.scalar(f"SELECT count(DISTINCT d.prompt_id) {RELEASE_TRACES} AND d.keep", bind),
+        "splits": sorted({c["split"] for c in counts if c["keep"]}),
+        "size_category": size_category(kept),
+        "provenance": provenance,
+        "filters": filters,
+        "correctness": correctness,
+        "samples": samples,
+        "policy_text": release["policy"].strip(),
+    }
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit].rstrip() + " …"
+
+
+def render_card(
+    location: catalog_mod.CatalogLocation, ref: ReleaseRef, out_dir: str | Path | None = None, license: str = "other"
+) -> Path:
+    """Write ``<out_dir>/<dataset>/v<N>.md`` (default out_dir: the catalog's ``cards/``); returns its path."""
+    with catalog_mod.Catalog(location) as cat:
+        release = resolve(cat, ref)
+    with catalog_mod.Catalog(location, snapshot=release["snapshot_id"]) as cat:
+        context = card_context(cat, release)
+    environment = jinja2.Environment(
+        loader=jinja2.PackageLoader("tracebank.data_cards", ""),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+    )
+    text = environment.get_template("card.md.j2").render(**context, license=license)
+    target = Path(out_dir or location.home / "cards") / release["dataset"] / f"v{release['version']}.md"
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        tmp.write_text(text)
+        tmp.replace(target)
+    except OSError as error:
+        raise TracebankError(f"cannot write the card to {target}: {error.strerror or error}") from None
+    return target

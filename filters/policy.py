@@ -1,0 +1,231 @@
+"""The curation policy: ordered SQL rules decide keep/drop, with a reason, for every trace.
+
+A policy YAML looks like::
+
+    name: correct-only
+    rules:                       # first matching rule decides
+      - {name: failed,  when: "finish_reason = 'error'", action: drop}
+      - {name: wrong,   when: "correctness.passed = false", action: drop, reason: "correctness.reason"}
+      - {name: dup,     when: "exact_dup.is_duplicate = 1", action: drop}
+    default: keep                # for traces no rule matches
+    max_per_prompt: 4            # quota on kept traces per prompt (rule 'quota')
+    order_by: "trace_id"         # which kept traces fill the quota first
+    splits: {train: 0.9, test: 0.1}
+    use_split_hints: false       # true: a prompt's split_hint, when it names a split, wins
+
+Predicates see every trace column, the prompt's ``task``, ``reference`` and ``split_hint``, and
+one struct per filter (``correctness.passed``, ``correctness.reason``, ``correctness.correct``, ...).
+A filter that has not scored a trace is NULL there, and a NULL predicate does not match.
+Splits are assigned per prompt from a hash of its id: no prompt is ever in two splits.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from tracebank.config import check_keys, field_names, load_yaml
+from tracebank.errors import TracebankError
+from tracebank.hashing import unit_interval
+
+NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
+ACTIONS = ("keep", "drop")
+RESERVED_RULES = ("default", "quota")
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    when: str  # SQL predicate
+    action: str  # keep | drop
+    reason: str | None = None  # SQL expression for the reason; default: the rule's name
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not NAME.match(self.name) or self.name in RESERVED_RULES:
+            raise TracebankError(f"rule name {self.name!r}: use lower_snake_case, not {' or '.join(RESERVED_RULES)}")
+        if not isinstance(self.when, str) or not self.when.strip():
+            raise TracebankError(f"rule {self.name!r}: 'when' must be a SQL predicate")
+        if self.action not in ACTIONS:
+            raise TracebankError(f"rule {self.name!r}: action must be keep or drop, got {self.action!r}")
+
+
+@dataclass(frozen=True)
+class Policy:
+    name: str
+    rules: tuple[Rule, ...]
+    default: str = "keep"
+    max_per_prompt: int | None = None
+    order_by: str = "trace_id"
+    splits: tuple[tuple[str, float], ...] = (("train", 0.9), ("test", 0.1))
+    use_split_hints: bool = False
+    split_salt: str = "tracebank-splits"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise TracebankError("policy needs a name")
+        names = [r.name for r in self.rules]
+        if len(set(names)) != len(names):
+            raise TracebankError(f"policy {self.name!r}: rule names must be unique, got {names}")
+        if self.default not in ACTIONS:
+            raise TracebankError(f"policy {self.name!r}: default must be keep or drop, got {self.default!r}")
+        if self.max_per_prompt is not None and (not isinstance(self.max_per_prompt, int) or self.max_per_prompt < 1):
+            raise TracebankError(f"policy {self.name!r}: max_per_prompt must be a positive integer")
+        if not self.splits or any(
+            not NAME.match(str(s)) or not isinstance(r, (int, float)) or r <= 0 for s, r in self.splits
+        ):
+            raise TracebankError(f"policy {self.name!r}: splits must map lower_snake_case names to positive ratios")
+        if abs(sum(r for _, r in self.splits) - 1.0) > 1e-9:
+            raise TracebankError(
+                f"policy {self.name!r}: split ratios must sum to 1, got {sum(r for _, r in self.splits)}"
+            )
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "policy") -> Policy:
+        if not isinstance(data, dict):
+            raise TracebankError(f"{where}: expected a mapping with name, rules, splits")
+        check_keys(data, field_names(cls), where)
+        rules = data.get("rules") or []
+        if not isinstance(rules, list) or not all(isinstance(r, dict) for r in rules):
+            raise TracebankError(f"{where}: rules must be a list of mappings")
+        rule_keys = {f.name for f in fields(Rule)}
+        for rule in rules:
+            if set(rule) - rule_keys or not {"name", "when", "action"} <= set(rule):
+                raise TracebankError(
+                    f"{where}: rule {rule.get('name', rule)!r} needs name, when, action (and optional reason)"
+                )
+        splits = data.get("splits", dict(cls.splits))
+        if not isinstance(splits, dict):
+            raise TracebankError(f"{where}: splits must map split names to ratios")
+        return cls(**{**data, "rules": tuple(Rule(**r) for r in rules), "splits": tuple(splits.items())})
+
+    @classmethod
+    def load(cls, path: str | Path) -> tuple[Policy, str]:
+        """The policy and its YAML text (stored with the release)."""
+        data = load_yaml(path, "policy file")
+        return cls.from_dict(data, str(path)), Path(path).read_text()
+
+    def as_dict(self) -> dict[str, Any]:
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["rules"] = [{f.name: getattr(r, f.name) for f in fields(Rule)} for r in self.rules]
+        data["splits"] = dict(self.splits)
+        return data
+
+    def split_of(self, prompt_id: str, split_hint: str | None) -> str:
+        if self.use_split_hints and split_hint in dict(self.splits):
+            return split_hint
+        point, total = unit_interval(self.split_salt, prompt_id), 0.0
+        for split, ratio in self.splits:
+            total += ratio
+            if point < total:
+                return split
+        return self.splits[-1][0]
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _case(whens: list[str], otherwise: str, subject: str = "") -> str:
+    return f"CASE {subject} {' '.join(whens)} ELSE {otherwise} END" if whens else otherwise
+
+
+def _filter_columns(con: duckdb.DuckDBPyConnection, dataset: str) -> tuple[str, str]:
+    """One struct column per filter: passed, reason and each metric (number or text)."""
+    kinds = con.execute(
+        "SELECT filter, metric, count(value) > 0 FROM scores WHERE dataset = ? GROUP BY ALL ORDER BY ALL", [dataset]
+    ).fetchall()
+    by_filter: dict[str, list[tuple[str, bool]]] = {}
+    for filter_name, metric, numeric in kinds:
+        by_filter.setdefault(filter_name, []).append((metric, numeric))
+    joins = []
+    for i, (filter_name, metrics) in enumerate(by_filter.items()):
+        members = ["passed := bool_and(passed)", "reason := min(reason)"] + [
+            f""""{m}" := {"max(value)" if numeric else "max(detail)"} FILTER (WHERE metric = '{m}')"""
+            for m, numeric in metrics
+        ]
+        joins.append(
+            f"""LEFT JOIN (SELECT trace_id, struct_pack({", ".join(members)}) AS "{filter_name}"
+                FROM scores WHERE dataset = $dataset AND filter = '{filter_name}' GROUP BY trace_id) f{i}
+                ON f{i}.trace_id = t.trace_id"""
+        )
+    selects = "".join(f', f{i}."{name}"' for i, name in enumerate(by_filter))
+    return selects, "\n".join(joins)
+
+
+def candidates_sql(con: duckdb.DuckDBPyConnection, dataset: str) -> str:
+    """SQL of the relation rules are evaluated over (needs ``$dataset`` bound)."""
+    selects, joins = _filter_columns(con, dataset)
+    return f"""
+        SELECT t.*, p.task, p.reference, p.split_hint{selects}
+        FROM traces t JOIN prompts p ON p.prompt_id = t.prompt_id
+        {joins}
+        WHERE t.dataset = $dataset
+    """
+
+
+def _check_expressions(con: duckdb.DuckDBPyConnection, policy: Policy, candidates: str, dataset: str) -> None:
+    checks = [(f"rule {r.name!r} when", r.when) for r in policy.rules]
+    checks += [(f"rule {r.name!r} reason", r.reason) for r in policy.rules if r.reason]
+    checks.append(("order_by", policy.order_by))
+    for what, expression in checks:
+        try:
+            con.execute(f"SELECT {expression} FROM ({candidates}) LIMIT 0", {"dataset": dataset})
+        except duckdb.Error as error:
+            raise TracebankError(f"policy {policy.name!r}: {what}: {str(error).splitlines()[0]}") from None
+
+
+def decide(con: duckdb.DuckDBPyConnection, dataset: str, policy: Policy) -> pa.Table:
+    """One decision per trace of ``dataset``: trace_id, prompt_id, keep, rule, reason, split."""
+    candidates = candidates_sql(con, dataset)
+    _check_expressions(con, policy, candidates, dataset)
+    rule_case = _case([f"WHEN coalesce(({r.when}), false) THEN '{r.name}'" for r in policy.rules], "'default'")
+    reason_case = _case(
+        [
+            f"WHEN coalesce(({r.when}), false) THEN coalesce(CAST(({r.reason or repr(r.name)}) AS VARCHAR), '{r.name}')"
+            for r in policy.rules
+        ],
+        "'default'",
+    )
+    keep_case = _case(
+        [f"WHEN '{r.name}' THEN {r.action == 'keep'}" for r in policy.rules], str(policy.default == "keep"), "rule"
+    )
+    quota = policy.max_per_prompt or 2**31
+    query = f"""
+        WITH ruled AS (
+            SELECT trace_id, prompt_id, split_hint, ({policy.order_by}) AS _order,
+                   {rule_case} AS rule,
+                   {reason_case} AS reason
+            FROM ({candidates})
+        ), kept AS (
+            SELECT *, {keep_case} AS keep FROM ruled
+        ), ranked AS (
+            SELECT *, CASE WHEN keep THEN row_number() OVER (PARTITION BY prompt_id, keep ORDER BY _order, trace_id) END AS _rank
+            FROM kept
+        )
+        SELECT trace_id, prompt_id, split_hint,
+               keep AND _rank <= {quota} AS keep,
+               CASE WHEN keep AND _rank > {quota} THEN 'quota' ELSE rule END AS rule,
+               CASE WHEN keep AND _rank > {quota} THEN 'max_per_prompt={quota}' ELSE reason END AS reason
+        FROM ranked ORDER BY trace_id
+    """
+    try:
+        table = con.execute(query, {"dataset": dataset}).to_arrow_table()
+    except duckdb.Error as error:
+        raise TracebankError(f"policy {policy.name!r}: {str(error).splitlines()[0]}") from None
+    splits = {}
+    for prompt_id, hint in zip(
+        table.column("prompt_id").to_pylist(), table.column("split_hint").to_pylist(), strict=True
+    ):
+        if prompt_id not in splits:
+            splits[prompt_id] = policy.split_of(prompt_id, hint)
+    split_column = pa.array([splits[p] for p in table.column("prompt_id").to_pylist()], pa.string())
+    return table.drop_columns(["split_hint"]).append_column("split", split_column)

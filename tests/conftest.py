@@ -1,0 +1,48 @@
+"""Shared fixtures: temporary catalogs, small in-memory datasets and an in-process fake teacher."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import orjson
+import pytest
+
+from tests.fakes import QUESTIONS
+from tracebank import catalog
+from tracebank.importer import ColumnMap, ImportConfig, import_data
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_bytes(b"".join(orjson.dumps(row) + b"\n" for row in rows))
+    return path
+
+
+def tree_fingerprint(root: Path) -> dict[str, str]:
+    """Every file under ``root`` with a hash of its bytes: equal fingerprints mean nothing changed."""
+    if not root.exists():
+        return {}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.fixture
+def location(tmp_path: Path) -> catalog.CatalogLocation:
+    return catalog.locate(tmp_path / "catalog")
+
+
+@pytest.fixture
+def math_file(tmp_path: Path) -> Path:
+    """Six GSM8K-style prompts with '#### N' references."""
+    rows = [{"id": f"q{i}", "question": q, "answer": f"Work.\n#### {a}"} for i, (q, a) in enumerate(QUESTIONS.items())]
+    return write_jsonl(tmp_path / "math.jsonl", rows)
+
+
+@pytest.fixture
+def math_dataset(location: catalog.CatalogLocation, math_file: Path) -> str:
+    cfg = ImportConfig(str(math_file), "toy", ColumnMap.parse("prompt=question,reference=answer,id=id"))
+    import_data(location, cfg)
+    return "toy"

@@ -1,0 +1,60 @@
+import pytest
+import yaml
+from tracebank.builders.runner import BuildConfig, build
+from tracebank.data_cards.render import render_card, size_category
+from tracebank.filters.policy import Policy
+from tracebank.filters.runner import ScoreConfig, score
+
+from tests.fakes import FakeTeacher
+from tracebank import catalog, releases
+from tracebank.errors import TracebankError
+from tracebank.releases import ReleaseRef
+
+POLICY = {"name": "correct-only", "rules": [{"name": "wrong", "when": "correctness.passed = false", "action": "drop"}]}
+
+
+@pytest.fixture
+def released(location, math_dataset):
+    build(location, BuildConfig(math_dataset, samples=2), FakeTeacher())
+    score(location, ScoreConfig(math_dataset))
+    releases.curate(location, math_dataset, Policy.from_dict(POLICY), yaml.safe_dump(POLICY), "card test")
+    return math_dataset
+
+
+def test_card_header_and_funnel_come_from_stored_counts(location, released, tmp_path):
+    path = render_card(location, ReleaseRef.parse(f"{released}@v1"), tmp_path / "cards", license="mit")
+    assert path == tmp_path / "cards" / released / "v1.md"
+    text = path.read_text()
+    header = yaml.safe_load(text.split("---")[1])
+    assert header["license"] == "mit" and header["size_categories"] == ["n<1K"]
+    with catalog.Catalog(location) as cat:
+        counts = cat.sql("SELECT split, rule, keep, count(*) AS n FROM decisions GROUP BY ALL ORDER BY ALL").to_dicts()
+        kept_splits = sorted(cat.sql("SELECT DISTINCT split FROM decisions WHERE keep")["split"])
+    assert [f["split"] for f in header["configs"][0]["data_files"]] == kept_splits
+    for c in counts:
+        assert f"| {c['split']} | {c['rule']} | {'keep' if c['keep'] else 'drop'} | {c['n']} |" in text
+    assert "| teacher | smollm2-135m-instruct | fake | default |" in text
+    assert "| correctness | 12 | 6 | 6 | 0 | 50.0% | 100.0% |" in text
+
+
+def test_card_renders_the_same_after_later_commits(location, released, tmp_path):
+    first = render_card(location, ReleaseRef.parse(released), tmp_path / "a").read_text()
+    build(location, BuildConfig(released, samples=3), FakeTeacher())  # new data after the release
+    score(location, ScoreConfig(released))
+    assert render_card(location, ReleaseRef.parse(f"{released}@v1"), tmp_path / "b").read_text() == first
+
+
+def test_default_location_and_unknown_version(location, released):
+    assert render_card(location, ReleaseRef.parse(released)) == location.home / "cards" / released / "v1.md"
+    with pytest.raises(TracebankError, match="no version v3"):
+        render_card(location, ReleaseRef.parse(f"{released}@v3"))
+
+
+def test_size_categories():
+    assert [size_category(n) for n in (0, 999, 1000, 50_000, 2_000_000)] == [
+        "n<1K",
+        "n<1K",
+        "1K<n<10K",
+        "10K<n<100K",
+        "n>1M",
+    ]

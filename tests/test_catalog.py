@@ -1,0 +1,143 @@
+import os
+import subprocess
+import sys
+import threading
+
+import pyarrow as pa
+import pytest
+
+from tests.conftest import tree_fingerprint
+from tracebank import catalog, records
+from tracebank.errors import TracebankError
+
+
+def _decision(trace_id: str, version: int = 1) -> pa.Table:
+    row = {"dataset": "d", "version": version, "trace_id": trace_id, "prompt_id": "p", "keep": True,
+           "rule": "default", "reason": "default", "split": "train"}  # fmt: skip
+    return records.to_table([row], records.DECISIONS)
+
+
+@pytest.mark.parametrize("backend", ["duckdb", "sqlite"])
+def test_init_creates_every_table(location, backend):
+    assert catalog.init(location, backend)
+    assert location.backend == backend
+    assert not catalog.init(location, backend)  # idempotent
+    with catalog.Catalog(location) as cat:
+        tables = set(
+            cat.sql("SELECT table_name FROM information_schema.tables WHERE table_catalog = 'lake'")["table_name"]
+        )
+    assert set(records.TABLES) <= tables
+
+
+def test_init_refuses_a_different_backend(location):
+    catalog.init(location, "duckdb")
+    with pytest.raises(TracebankError, match="already holds a duckdb catalog"):
+        catalog.init(location, "sqlite")
+
+
+def test_write_commits_one_snapshot_with_parquet_data(location):
+    catalog.init(location)
+    with catalog.writing(location, "two rows") as writer:
+        writer.insert("decisions", _decision("a"))
+        writer.insert("decisions", _decision("b"))
+    with catalog.Catalog(location) as cat:
+        assert cat.snapshot_id() == writer.snapshot == writer.snapshot_before + 1
+        assert cat.scalar("SELECT commit_message FROM lake.snapshots() ORDER BY snapshot_id DESC LIMIT 1") == "two rows"
+        assert cat.scalar("SELECT count(*) FROM decisions") == 2
+    assert list(location.data_path.rglob("*.parquet")), "data must land in Parquet, not inlined in metadata"
+
+
+def test_failed_write_leaves_catalog_and_files_unchanged(location):
+    catalog.init(location)
+    with catalog.writing(location, "first") as writer:
+        writer.insert("decisions", _decision("a"))
+    before = tree_fingerprint(location.home)
+    with pytest.raises(RuntimeError), catalog.writing(location, "broken") as writer:
+        writer.insert("decisions", _decision("b"))
+        raise RuntimeError("stage crashed after writing")
+    with catalog.Catalog(location) as cat:
+        assert cat.scalar("SELECT count(*) FROM decisions") == 1
+        assert cat.snapshot_id() == writer.snapshot_before
+    after = tree_fingerprint(location.home)
+    assert {k: v for k, v in after.items() if k != "write.lock"} == {
+        k: v for k, v in before.items() if k != "write.lock"
+    }
+
+
+def test_time_travel_reads_an_earlier_snapshot(location):
+    catalog.init(location)
+    with catalog.writing(location, "a") as first:
+        first.insert("decisions", _decision("a"))
+    with catalog.writing(location, "b") as second:
+        second.insert("decisions", _decision("b"))
+    with catalog.Catalog(location, snapshot=first.snapshot) as cat:
+        assert cat.scalar("SELECT count(*) FROM decisions") == 1
+    with catalog.Catalog(location) as cat:
+        assert cat.scalar(f"SELECT count(*) FROM decisions AT (VERSION => {first.snapshot})") == 1
+        assert cat.scalar("SELECT count(*) FROM decisions") == 2
+
+
+def test_reader_of_missing_catalog_gets_clear_error(tmp_path):
+    with pytest.raises(TracebankError, match="no catalog at .*tracebank import"):
+        catalog.Catalog(catalog.locate(tmp_path / "nothing"))
+    assert not (tmp_path / "nothing").exists()
+
+
+def test_unwritable_catalog_path_is_a_clear_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(TracebankError, match="cannot write the catalog"):
+        catalog.ensure_writable(catalog.locate(blocker / "catalog"))
+
+
+def test_relative_catalog_path_becomes_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(catalog.CATALOG_ENV, raising=False)
+    assert catalog.locate(None).home == tmp_path / ".tracebank"
+    monkeypatch.setenv(catalog.CATALOG_ENV, "rel/cat")
+    assert catalog.locate(None).home == tmp_path / "rel" / "cat"
+
+
+def test_second_writer_fails_clearly_after_waiting(location, monkeypatch):
+    catalog.init(location)
+    monkeypatch.setenv(catalog.LOCK_TIMEOUT_ENV, "0.5")
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with catalog._write_lock(location):
+            holding.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    holding.wait(10)
+    try:
+        with pytest.raises(TracebankError, match=f"pid {os.getpid()}.* is writing"), catalog.writing(location, "x"):
+            pass
+    finally:
+        release.set()
+        thread.join()
+    with catalog.writing(location, "after") as writer:  # the lock is free again
+        writer.insert("decisions", _decision("z"))
+    assert writer.snapshot is not None
+
+
+def test_sqlite_catalog_reader_works_while_writer_is_open(location):
+    catalog.init(location, "sqlite")
+    with catalog.writing(location, "first") as writer:
+        writer.insert("decisions", _decision("a"))
+    with catalog.writing(location, "second") as writer:
+        writer.insert("decisions", _decision("b"))
+        with catalog.Catalog(location) as reader:  # a concurrent reader sees the last commit
+            assert reader.scalar("SELECT count(*) FROM decisions") == 1
+    with catalog.Catalog(location) as reader:
+        assert reader.scalar("SELECT count(*) FROM decisions") == 2
+
+
+def test_duckdb_catalog_reader_during_write_gets_clear_error(location):
+    catalog.init(location)
+    reader = f"from tracebank import catalog; catalog.Catalog(catalog.locate({str(location.home)!r}))"
+    with catalog.writing(location, "w"):
+        done = subprocess.run([sys.executable, "-c", reader], capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0
+    assert "is in use by another process" in done.stderr and "SQLite catalog" in done.stderr

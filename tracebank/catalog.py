@@ -1,0 +1,349 @@
+"""The DuckLake catalog: Parquet data files plus a DuckDB or SQLite metadata database.
+
+Readers attach read-only (optionally at an earlier snapshot) and get polars DataFrames back.
+Writers take a file lock, write every table of a stage in one DuckLake transaction and commit
+it with a message: a stage either lands as one snapshot or not at all.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import importlib
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import orjson
+import polars as pl
+import pyarrow as pa
+
+from tracebank import records
+from tracebank.errors import TracebankError
+
+DEFAULT_HOME = ".tracebank"
+CATALOG_ENV = "TRACEBANK_CATALOG"
+LOCK_TIMEOUT_ENV = "TRACEBANK_LOCK_TIMEOUT"
+METADATA_FILES = {"duckdb": "catalog.ducklake", "sqlite": "catalog.sqlite"}
+ALIAS = "lake"
+
+# Derived views every reader gets; the tables themselves are queried by name (USE lake).
+VIEWS = {
+    "curated": """
+        SELECT d.dataset, d.version, d.split, d.rule, d.reason, d.trace_id, d.prompt_id,
+               p.task, p.messages, p.reference, t.policy, t.model, t.backend, t.strategy,
+               t.sample_idx, t.params, t.rationale, t.answer, t.finish_reason,
+               t.prompt_tokens, t.completion_tokens, t.cost_usd
+        FROM lake.decisions d
+        JOIN lake.traces t ON t.trace_id = d.trace_id
+        JOIN lake.prompts p ON p.prompt_id = d.prompt_id
+        WHERE d.keep
+    """,
+}
+
+
+@dataclass(frozen=True)
+class CatalogLocation:
+    """Where a catalog lives: one directory holding metadata, Parquet data and the request cache."""
+
+    home: Path
+
+    @property
+    def backend(self) -> str:
+        for backend, name in METADATA_FILES.items():
+            if (self.home / name).exists():
+                return backend
+        return "duckdb"
+
+    @property
+    def metadata(self) -> Path:
+        return self.home / METADATA_FILES[self.backend]
+
+    @property
+    def data_path(self) -> Path:
+        return self.home / "data"
+
+    @property
+    def request_cache(self) -> Path:
+        return self.home / "requests.sqlite"
+
+    @property
+    def lock_path(self) -> Path:
+        return self.home / "write.lock"
+
+    def exists(self) -> bool:
+        return any((self.home / name).exists() for name in METADATA_FILES.values())
+
+
+def locate(catalog: str | os.PathLike[str] | None = None) -> CatalogLocation:
+    """Resolve ``--catalog``, else ``$TRACEBANK_CATALOG``, else ``./.tracebank`` to an absolute path.
+
+    DuckLake resolves a relative DATA_PATH against each reader's working directory, so the
+    path is made absolute here, once.
+    """
+    raw = catalog or os.environ.get(CATALOG_ENV) or DEFAULT_HOME
+    return CatalogLocation(Path(raw).expanduser().absolute())
+
+
+def _extension(package: str, name: str) -> Path:
+    """The extension file shipped in a pip package, for this exact DuckDB version."""
+    try:
+        module = importlib.import_module(package)
+    except ImportError:
+        raise TracebankError(
+            f"the DuckDB extension package {package.replace('_', '-')} is not installed: "
+            f"pip install {package.replace('_', '-')}=={duckdb.__version__}"
+        ) from None
+    path = Path(module.__file__).parent / "extensions" / f"v{duckdb.__version__}" / f"{name}.duckdb_extension"
+    if not path.exists():
+        raise TracebankError(f"{path} is missing: install {package.replace('_', '-')}=={duckdb.__version__}")
+    return path
+
+
+def _quote(text: str | Path) -> str:
+    return "'" + str(text).replace("'", "''") + "'"
+
+
+def _connect(
+    location: CatalogLocation, *, read_only: bool, snapshot: int | None = None, backend: str | None = None
+) -> duckdb.DuckDBPyConnection:
+    backend = backend or location.backend
+    # autoinstall off: no run may try to download anything; extensions load from package paths.
+    con = duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
+    try:
+        con.execute(f"LOAD {_quote(_extension('duckdb_extension_ducklake', 'ducklake'))}")
+        prefix = ""
+        if backend == "sqlite":
+            con.execute(f"LOAD {_quote(_extension('duckdb_extension_sqlite_scanner', 'sqlite_scanner'))}")
+            prefix = "sqlite:"
+        options = [f"DATA_PATH {_quote(str(location.data_path) + os.sep)}"]
+        if read_only:
+            options.append("READ_ONLY")
+        if snapshot is not None:
+            options.append(f"SNAPSHOT_VERSION {int(snapshot)}")
+        metadata = location.home / METADATA_FILES[backend]
+        con.execute(f"ATTACH {_quote('ducklake:' + prefix + str(metadata))} AS {ALIAS} ({', '.join(options)})")
+        con.execute(f"USE {ALIAS}")
+    except duckdb.Error as error:
+        con.close()
+        raise _explain(location, error, snapshot) from None
+    return con
+
+
+def _explain(location: CatalogLocation, error: duckdb.Error, snapshot: int | None) -> TracebankError:
+    text = str(error)
+    if "lock" in text.lower() or "already attached" in text:
+        return TracebankError(
+            f"the catalog at {location.home} is in use by another process ({text.splitlines()[0]}); "
+            "retry when it finishes, or use a SQLite catalog (tracebank init --backend sqlite) "
+            "so that readers and a writer can work at once"
+        )
+    if snapshot is not None and "snapshot" in text.lower():
+        return TracebankError(f"snapshot {snapshot} does not exist in the catalog at {location.home}")
+    return TracebankError(f"cannot open the catalog at {location.home}: {text.splitlines()[0]}")
+
+
+class Catalog:
+    """Read-only access to a catalog, optionally as of an earlier snapshot (time travel)."""
+
+    def __init__(self, location: CatalogLocation, snapshot: int | None = None):
+        if not location.exists():
+            raise TracebankError(
+                f"no catalog at {location.home}: run `tracebank import` (or `tracebank init`) first, "
+                f"or point --catalog / {CATALOG_ENV} at an existing catalog"
+            )
+        self.location = location
+        self.con = _connect(location, read_only=True, snapshot=snapshot)
+        for name, body in VIEWS.items():
+            self.con.execute(f"CREATE TEMP VIEW {name} AS {body}")
+
+    def __enter__(self) -> Catalog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.con.close()
+
+    def sql(self, query: str, params: list[Any] | None = None) -> pl.DataFrame:
+        """Run a query and return a polars DataFrame."""
+        return pl.from_arrow(self.arrow(query, params))
+
+    def arrow(self, query: str, params: list[Any] | None = None) -> pa.Table:
+        try:
+            return self.con.execute(query, params or []).to_arrow_table()
+        except duckdb.Error as error:
+            raise TracebankError(f"query failed: {str(error).splitlines()[0]}") from None
+
+    def scalar(self, query: str, params: list[Any] | None = None) -> Any:
+        row = self.con.execute(query, params or []).fetchone()
+        return row[0] if row else None
+
+    def snapshot_id(self) -> int:
+        return int(self.scalar(f"SELECT id FROM {ALIAS}.current_snapshot()"))
+
+    def datasets(self) -> list[str]:
+        return [r[0] for r in self.con.execute("SELECT DISTINCT dataset FROM prompts ORDER BY 1").fetchall()]
+
+    def require_dataset(self, dataset: str) -> None:
+        known = self.datasets()
+        if dataset not in known:
+            raise TracebankError(
+                f"unknown dataset {dataset!r}; datasets in {self.location.home}: {', '.join(known) or 'none'}"
+            )
+
+
+def ensure_writable(location: CatalogLocation) -> None:
+    """Create the catalog directory if needed and prove it is writable, with one clear error if not."""
+    try:
+        location.home.mkdir(parents=True, exist_ok=True)
+        probe = location.home / f".probe-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise TracebankError(
+            f"cannot write the catalog at {location.home}: {error.strerror or error}; "
+            f"choose a writable directory with --catalog or {CATALOG_ENV}"
+        ) from None
+
+
+@contextmanager
+def _write_lock(location: CatalogLocation) -> Iterator[None]:
+    """One writer at a time: the second waits up to $TRACEBANK_LOCK_TIMEOUT s, then fails clearly."""
+    timeout = float(os.environ.get(LOCK_TIMEOUT_ENV, "60"))
+    fd = os.open(location.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    holder = location.lock_path.read_text().strip() or "unknown"
+                    raise TracebankError(
+                        f"another tracebank process (pid {holder}) is writing to {location.home}; "
+                        f"waited {timeout:.0f}s ({LOCK_TIMEOUT_ENV} sets how long)"
+                    ) from None
+                time.sleep(0.2)
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
+
+
+def _connect_for_write(location: CatalogLocation) -> duckdb.DuckDBPyConnection:
+    """Attach read-write, waiting while a reader of a DuckDB-file catalog holds its file lock."""
+    deadline = time.monotonic() + float(os.environ.get(LOCK_TIMEOUT_ENV, "60"))
+    while True:
+        try:
+            return _connect(location, read_only=False)
+        except TracebankError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.2)
+
+
+def init(location: CatalogLocation, backend: str = "duckdb") -> bool:
+    """Create the catalog and its tables; returns False if it already existed."""
+    if backend not in METADATA_FILES:
+        raise TracebankError(f"unknown catalog backend {backend!r}; choose one of {', '.join(METADATA_FILES)}")
+    if location.exists():
+        if location.backend != backend:
+            raise TracebankError(f"{location.home} already holds a {location.backend} catalog")
+        return False
+    ensure_writable(location)
+    with _write_lock(location):
+        try:
+            con = _connect(location, read_only=False, backend=backend)
+            try:
+                con.execute(f"CALL {ALIAS}.set_option('data_inlining_row_limit', 0)")  # data lives in Parquet
+                _create_tables(con, "tracebank init")
+            finally:
+                con.close()
+        except BaseException:
+            for leftover in (METADATA_FILES[backend], METADATA_FILES[backend] + ".wal"):
+                (location.home / leftover).unlink(missing_ok=True)  # no half-made catalog
+            raise
+    return True
+
+
+def _create_tables(con: duckdb.DuckDBPyConnection, message: str) -> None:
+    existing = {
+        r[0]
+        for r in con.execute(
+            f"SELECT table_name FROM information_schema.tables WHERE table_catalog = '{ALIAS}'"
+        ).fetchall()
+    }
+    missing = [name for name in records.TABLES if name not in existing]
+    if not missing:
+        return
+    con.execute("BEGIN")
+    for name in missing:
+        con.execute(records.create_table_sql(f"{ALIAS}.{name}", records.TABLES[name]))
+    con.execute(f"CALL {ALIAS}.set_commit_message('tracebank', ?)", [message])
+    con.execute("COMMIT")
+
+
+class Writer:
+    """One open DuckLake transaction; see :func:`writing`."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, message: str):
+        self.con = con
+        self.message = message  # the commit message; a stage may refine it before commit
+        self.snapshot_before = int(con.execute(f"SELECT id FROM {ALIAS}.current_snapshot()").fetchone()[0])
+        self.snapshot: int | None = None  # set after a successful commit that changed something
+
+    def insert(self, table_name: str, table: pa.Table) -> int:
+        """Append rows conformed to the table's schema; returns the number of rows."""
+        table = records.conform(table, records.TABLES[table_name], table_name)
+        if table.num_rows:
+            self.con.register("_incoming", table)
+            try:
+                self.con.execute(f"INSERT INTO {ALIAS}.{table_name} BY NAME SELECT * FROM _incoming")
+            finally:
+                self.con.unregister("_incoming")
+        return table.num_rows
+
+    def execute(self, query: str, params: list[Any] | None = None) -> duckdb.DuckDBPyConnection:
+        return self.con.execute(query, params or [])
+
+    def arrow(self, query: str, params: list[Any] | None = None) -> pa.Table:
+        return self.con.execute(query, params or []).to_arrow_table()
+
+
+@contextmanager
+def writing(location: CatalogLocation, message: str, extra: dict[str, Any] | None = None) -> Iterator[Writer]:
+    """Open a write transaction; on normal exit commit it as one snapshot with ``message``.
+
+    Any exception rolls the whole transaction back: no partial catalog commit.
+    """
+    ensure_writable(location)
+    if not location.exists():
+        init(location)
+    with _write_lock(location):
+        con = _connect_for_write(location)
+        try:
+            _create_tables(con, "tracebank: add tables")
+            con.execute("BEGIN")
+            writer = Writer(con, message)
+            try:
+                yield writer
+                con.execute(
+                    f"CALL {ALIAS}.set_commit_message('tracebank', ?, extra_info => ?)",
+                    [writer.message, orjson.dumps(extra or {}).decode()],
+                )
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            after = int(con.execute(f"SELECT id FROM {ALIAS}.current_snapshot()").fetchone()[0])
+            writer.snapshot = after if after != writer.snapshot_before else None
+        finally:
+            con.close()

@@ -1,0 +1,295 @@
+"""The ``tracebank`` command: a thin typer layer over the Python API (one function per command)."""
+
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
+import typer
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from tracebank import catalog as catalog_mod
+from tracebank.config import load_yaml, make
+from tracebank.errors import TracebankError
+from tracebank.summary import describe
+from tracebank.ui import console as err_console
+
+app = typer.Typer(
+    help="Build, curate, version and publish datasets of teacher reasoning traces; train students from them.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+train_app = typer.Typer(help="Train students from curated releases with TRL.", no_args_is_help=True)
+app.add_typer(train_app, name="train")
+out = Console(soft_wrap=True)
+if not out.is_terminal:
+    out = Console(soft_wrap=True, width=240)  # piped output: wide tables rather than folded cells
+
+CatalogOption = Annotated[
+    str | None,
+    typer.Option("--catalog", envvar=catalog_mod.CATALOG_ENV, help="Catalog directory (default ./.tracebank)."),
+]
+
+
+def _frame_table(frame: Any, title: str | None = None, max_rows: int | None = None) -> Table:
+    table = Table(title=title, show_lines=False)
+    for column in frame.columns:
+        table.add_column(column, overflow="fold")
+    for row in frame.head(max_rows).iter_rows() if max_rows else frame.iter_rows():
+        table.add_row(*("" if v is None else str(v) for v in row))
+    return table
+
+
+@app.command()
+def init(
+    catalog: CatalogOption = None,
+    backend: Annotated[
+        str, typer.Option(help="Metadata database: duckdb (one writer) or sqlite (readers during writes).")
+    ] = "duckdb",
+) -> None:
+    """Create an empty catalog."""
+    location = catalog_mod.locate(catalog)
+    created = catalog_mod.init(location, backend)
+    out.print(f"{'created' if created else 'found existing'} {location.backend} catalog at {location.home}")
+
+
+@app.command("import")
+def import_cmd(
+    path: Annotated[str, typer.Argument(help="A .jsonl(.gz), .json or .parquet file, or an HF dataset directory.")],
+    dataset: Annotated[str, typer.Option("--dataset", "-d", help="Dataset to import into.")],
+    column_map: Annotated[
+        str, typer.Option("--map", help="Column map, e.g. prompt=question,reference=answer,response=solution,id=id.")
+    ],
+    task: Annotated[str, typer.Option(help="Task of the prompts: math or text.")] = "math",
+    split_hint: Annotated[str | None, typer.Option(help="Split hint for every row (e.g. train, test).")] = None,
+    policy: Annotated[str, typer.Option(help="Imported traces are teacher or student traces.")] = "teacher",
+    model: Annotated[str, typer.Option(help="Model name for traces when the map names none.")] = "imported",
+    limit: Annotated[int | None, typer.Option(help="Import only the first N rows.")] = None,
+    split: Annotated[str | None, typer.Option(help="Split of an HF DatasetDict directory to read.")] = None,
+    catalog: CatalogOption = None,
+) -> None:
+    """Import prompts, or prompts with recorded traces, into a dataset."""
+    from tracebank.importer import ColumnMap, ImportConfig, import_data
+
+    cfg = ImportConfig(path, dataset, ColumnMap.parse(column_map), task, split_hint, policy, model, limit, split)
+    out.print(describe(import_data(catalog_mod.locate(catalog), cfg)))
+
+
+def _options(config_file: Path | None, cli_values: dict[str, Any]) -> dict[str, Any]:
+    """Config values from a YAML file, overridden by the flags given on the command line."""
+    values: dict[str, Any] = {}
+    if config_file is not None:
+        loaded = load_yaml(config_file, "config file") or {}
+        if not isinstance(loaded, dict):
+            raise TracebankError(f"{config_file}: expected a mapping of config fields")
+        values.update(loaded)
+    values.update({k: v for k, v in cli_values.items() if v is not None})
+    return values
+
+
+@app.command("build")
+def build_cmd(
+    dataset: Annotated[str, typer.Argument(help="Dataset whose prompts to answer.")],
+    backend: Annotated[str | None, typer.Option(help="Teacher backend (transformers).")] = None,
+    model: Annotated[str | None, typer.Option(help="Model name, local path or cached hub id.")] = None,
+    policy: Annotated[str | None, typer.Option(help="teacher or student: who writes these traces.")] = None,
+    samples: Annotated[int | None, typer.Option(help="Traces per prompt.")] = None,
+    limit: Annotated[int | None, typer.Option(help="Only the first N prompts (by prompt_id).")] = None,
+    split_hint: Annotated[str | None, typer.Option(help="Only prompts with this split hint.")] = None,
+    temperature: Annotated[float | None, typer.Option()] = None,
+    top_p: Annotated[float | None, typer.Option()] = None,
+    max_new_tokens: Annotated[int | None, typer.Option()] = None,
+    seed: Annotated[int | None, typer.Option()] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Requests per local generation batch.")] = None,
+    refresh: Annotated[bool, typer.Option("--refresh", help="Ignore cached responses and sample again.")] = False,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="YAML file of build settings (flags override it).")
+    ] = None,
+    catalog: CatalogOption = None,
+) -> None:
+    """Sample teacher (or student) traces for a dataset's prompts, cached and resumable."""
+    flags = {k: v for k, v in locals().items() if k not in ("dataset", "config", "catalog", "refresh")}
+    from tracebank.builders.runner import BuildConfig, build
+
+    values = _options(config, flags)
+    cfg = make(BuildConfig, {**values, "dataset": dataset, "refresh": refresh or values.get("refresh", False)}, "build")
+    out.print(describe(build(catalog_mod.locate(catalog), cfg)))
+
+
+@app.command("score")
+def score_cmd(
+    dataset: Annotated[str, typer.Argument()],
+    filters: Annotated[
+        list[str] | None, typer.Option("--filter", help="Filter to run (repeatable); default: all.")
+    ] = None,
+    catalog: CatalogOption = None,
+) -> None:
+    """Score every trace of a dataset with filters; store each score with its reason."""
+    from tracebank.filters.runner import ScoreConfig, score
+
+    cfg = ScoreConfig(dataset, tuple(filters)) if filters else ScoreConfig(dataset)
+    result = score(catalog_mod.locate(catalog), cfg)
+    table = Table("filter", "traces", "passed", "failed", "not judged", "changed", title=f"scores of {dataset}")
+    for s in result.filters:
+        table.add_row(s.filter, str(s.traces), str(s.passed), str(s.failed), str(s.unjudged), str(s.changed))
+    out.print(table)
+    out.print(describe(result))
+
+
+@app.command()
+def curate(
+    dataset: Annotated[str, typer.Argument()],
+    policy: Annotated[Path, typer.Option("--policy", "-p", help="Policy YAML: ordered SQL rules, quotas, splits.")],
+    message: Annotated[str, typer.Option("--message", "-m", help="Release message.")],
+    catalog: CatalogOption = None,
+) -> None:
+    """Decide keep/drop for every trace and commit a release (one DuckLake snapshot)."""
+    from tracebank import releases
+    from tracebank.filters.policy import Policy
+
+    parsed, text = Policy.load(policy)
+    result = releases.curate(catalog_mod.locate(catalog), dataset, parsed, text, message)
+    out.print(describe(result))
+    table = Table("split", "rule", "decision", "traces", title=f"{dataset}@v{result.version} funnel")
+    for c in result.counts:
+        table.add_row(c["split"], c["rule"], "keep" if c["keep"] else "drop", str(c["n"]))
+    out.print(table)
+
+
+@app.command()
+def versions(dataset: Annotated[str, typer.Argument()], catalog: CatalogOption = None) -> None:
+    """List a dataset's releases."""
+    from tracebank import releases
+
+    frame = releases.versions(catalog_mod.locate(catalog), dataset)
+    if frame.is_empty():
+        out.print(f"{dataset} has no releases yet")
+        return
+    out.print(_frame_table(frame, title=f"releases of {dataset}"))
+
+
+def _write_rows(frame: Any, fmt: str, max_rows: int) -> None:
+    rows = frame.to_dicts()
+    if fmt == "json":
+        sys.stdout.write(orjson.dumps(rows, default=str, option=orjson.OPT_INDENT_2).decode() + "\n")
+    elif fmt == "csv":
+        writer = csv.writer(sys.stdout)
+        writer.writerow(frame.columns)
+        for row in rows:
+            writer.writerow([orjson.dumps(v).decode() if isinstance(v, (list, dict)) else v for v in row.values()])
+    else:
+        out.print(_frame_table(frame, max_rows=max_rows))
+        if frame.height > max_rows:
+            out.print(f"[dim]{frame.height} rows; showing {max_rows} (--max-rows, or --format csv/json for all)[/]")
+
+
+@app.command()
+def sql(
+    query: Annotated[str, typer.Argument(help="SQL over prompts, traces, scores, decisions, releases, runs, curated.")],
+    fmt: Annotated[str, typer.Option("--format", "-f", help="table, csv or json.")] = "table",
+    at: Annotated[int | None, typer.Option("--at", help="Query the catalog as of this snapshot.")] = None,
+    release: Annotated[str | None, typer.Option(help="Query the catalog as of a release, DATASET@vN.")] = None,
+    max_rows: Annotated[int, typer.Option(help="Rows to show in table format.")] = 100,
+    catalog: CatalogOption = None,
+) -> None:
+    """Run a read-only SQL query on the catalog (time travel: --at, --release, or AT (VERSION => n))."""
+    if fmt not in ("table", "csv", "json"):
+        raise TracebankError(f"--format {fmt!r}: choose table, csv or json")
+    location = catalog_mod.locate(catalog)
+    snapshot = at
+    if release is not None:
+        from tracebank.releases import ReleaseRef, resolve
+
+        with catalog_mod.Catalog(location) as cat:
+            snapshot = resolve(cat, ReleaseRef.parse(release))["snapshot_id"]
+    with catalog_mod.Catalog(location, snapshot=snapshot) as cat:
+        _write_rows(cat.sql(query), fmt, max_rows)
+
+
+@app.command()
+def card(
+    release: Annotated[str, typer.Argument(help="DATASET@vN (or DATASET for the latest release).")],
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="Directory for <dataset>/v<N>.md (default <catalog>/cards).")
+    ] = None,
+    license: Annotated[str, typer.Option(help="License for the card header (an HF license id).")] = "other",
+    catalog: CatalogOption = None,
+) -> None:
+    """Render a release's data card (markdown with an HF dataset-card header)."""
+    from tracebank.data_cards.render import render_card
+    from tracebank.releases import ReleaseRef
+
+    path = render_card(catalog_mod.locate(catalog), ReleaseRef.parse(release), out_dir, license)
+    out.print(f"wrote {path}")
+
+
+@train_app.command("sft")
+def train_sft_cmd(
+    release: Annotated[str, typer.Option(help="DATASET@vN to train on.")],
+    student: Annotated[
+        str | None, typer.Option(help="Student model: embedded name, local path or cached hub id.")
+    ] = None,
+    out_dir: Annotated[
+        str | None, typer.Option("--out", help="Output directory (default <catalog>/models/<dataset>-v<N>-sft).")
+    ] = None,
+    split: Annotated[str | None, typer.Option()] = None,
+    max_steps: Annotated[int | None, typer.Option()] = None,
+    learning_rate: Annotated[float | None, typer.Option()] = None,
+    batch_size: Annotated[int | None, typer.Option()] = None,
+    max_length: Annotated[int | None, typer.Option()] = None,
+    seed: Annotated[int | None, typer.Option()] = None,
+    force: Annotated[bool, typer.Option("--force", help="Train again even if already trained.")] = False,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="YAML file of SFT settings (flags override it).")
+    ] = None,
+    catalog: CatalogOption = None,
+) -> None:
+    """Supervised fine-tuning on a release's kept traces (TRL SFTTrainer)."""
+    from tracebank.train.sft import SFTConfig, train_sft
+
+    cli = {"release": release, "student": student, "output_dir": out_dir, "split": split, "max_steps": max_steps,
+           "learning_rate": learning_rate, "batch_size": batch_size, "max_length": max_length, "seed": seed}  # fmt: skip
+    values = _options(config, cli)
+    cfg = make(SFTConfig, {**values, "force": force or values.get("force", False)}, "train sft")
+    out.print(describe(train_sft(catalog_mod.locate(catalog), cfg)))
+
+
+@app.command()
+def run(
+    recipe: Annotated[Path, typer.Argument(help="Recipe YAML (see recipes/demo.yaml).")],
+    set_vars: Annotated[
+        list[str] | None, typer.Option("--set", help="Override a recipe var: name=value (repeatable).")
+    ] = None,
+    catalog: CatalogOption = None,
+) -> None:
+    """Run a whole pipeline from a recipe: import, build, score, curate, card, train."""
+    from tracebank.recipes import run_recipe
+    from tracebank.summary import print_step, print_summary
+
+    overrides = {}
+    for item in set_vars or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise TracebankError(f"--set {item!r}: expected name=value")
+        overrides[name] = yaml.safe_load(value)
+    location = catalog_mod.locate(catalog)
+    results = run_recipe(location, recipe, overrides, on_step=lambda n, step, result: print_step(out, n, step, result))
+    print_summary(out, location, results)
+
+
+def main() -> None:
+    """Entry point: user errors print one line on stderr and exit 1."""
+    try:
+        app()
+    except TracebankError as error:
+        err_console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        err_console.print("interrupted: finished work is saved (request cache and committed snapshots)")
+        sys.exit(130)

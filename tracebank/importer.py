@@ -1,0 +1,257 @@
+"""``tracebank import``: prompts, or prompts with recorded traces, from files into the catalog.
+
+A column map names the source fields: ``prompt=question,reference=answer,response=solution,id=id``.
+Paths may be dotted (``meta.question``); ``response=*.solution`` reads every top-level object that
+has a ``solution`` field as one trace, with the object's key as the trace's model (wide files such
+as GSM8K's labeled model solutions). Fields the map does not name are kept as JSON in ``meta``:
+on the trace when rows carry one response, else on the prompt.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from tracebank import catalog as catalog_mod
+from tracebank import hashing, provenance, records
+from tracebank.errors import TracebankError
+from tracebank.readers import read_rows
+from tracebank.tasks import get_task
+
+DATASET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+POLICIES = ("teacher", "student")
+_MISSING = object()
+
+
+@dataclass(frozen=True)
+class ColumnMap:
+    """Which source field fills each tracebank column. Only ``prompt`` is required."""
+
+    prompt: str
+    reference: str | None = None
+    response: str | None = None  # may be "*.field": one trace per top-level object with that field
+    id: str | None = None  # the row's own id, kept as source_id (default: its row number)
+    system: str | None = None  # a system message to put before the prompt
+    model: str | None = None  # the model that wrote the response
+    split: str | None = None  # a split name per row, kept as split_hint
+
+    def __post_init__(self) -> None:
+        for field in fields(self):
+            value = getattr(self, field.name)
+            if value is not None and (not isinstance(value, str) or not value.strip()):
+                raise TracebankError(f"--map {field.name}= needs a column name")
+            if value is not None and "*" in value and (field.name != "response" or not value.startswith("*.")):
+                raise TracebankError(f"--map {field.name}={value}: only response may use a wildcard, as '*.field'")
+
+    @classmethod
+    def parse(cls, spec: str | Mapping[str, str]) -> ColumnMap:
+        """From ``"prompt=question,reference=answer"`` or a mapping of the same."""
+        if isinstance(spec, str):
+            pairs = [item.split("=", 1) for item in spec.split(",") if item.strip()]
+            if any(len(pair) != 2 for pair in pairs):
+                raise TracebankError(f"--map {spec!r}: expected comma-separated key=column pairs")
+            items = [(key.strip(), value.strip()) for key, value in pairs]
+        else:
+            items = list(spec.items())
+        allowed = [f.name for f in fields(cls)]
+        mapping: dict[str, str] = {}
+        for key, value in items:
+            if key not in allowed:
+                raise TracebankError(f"--map: unknown key {key!r}; keys are {', '.join(allowed)}")
+            if key in mapping:
+                raise TracebankError(f"--map: {key!r} given twice")
+            mapping[key] = value
+        if "prompt" not in mapping:
+            raise TracebankError("--map must name the prompt column, e.g. --map prompt=question")
+        return cls(**mapping)
+
+    def columns(self) -> dict[str, str]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+@dataclass(frozen=True)
+class ImportConfig:
+    path: str
+    dataset: str
+    column_map: ColumnMap
+    task: str = "math"
+    split_hint: str | None = None  # applies to every row (overrides the map's split column)
+    policy: str = "teacher"  # imported traces are teacher or student traces
+    model: str = "imported"  # model name when the map names none
+    limit: int | None = None  # import only the first N rows
+    split: str | None = None  # which split of an HF DatasetDict directory to read
+
+    def __post_init__(self) -> None:
+        if not DATASET_NAME.match(self.dataset):
+            raise TracebankError(f"dataset name {self.dataset!r}: use letters, digits, '.', '_' or '-'")
+        get_task(self.task)
+        if self.policy not in POLICIES:
+            raise TracebankError(f"policy {self.policy!r}: choose one of {', '.join(POLICIES)}")
+        if self.limit is not None and self.limit < 1:
+            raise TracebankError(f"limit must be at least 1, got {self.limit}")
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    dataset: str
+    rows: int
+    prompts_new: int
+    prompts_existing: int
+    traces_new: int
+    traces_existing: int
+    snapshot: int | None  # None when nothing new was written
+    run_id: str
+
+
+def _get(row: Mapping[str, Any], path: str) -> Any:
+    if path in row:
+        return row[path]
+    value: Any = row
+    for part in path.split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            return _MISSING
+        value = value[part]
+    return value
+
+
+def _text(value: Any) -> str | None:
+    if value is _MISSING or value is None:
+        return None
+    return (
+        value
+        if isinstance(value, str)
+        else orjson.dumps(value).decode()
+        if isinstance(value, (dict, list))
+        else str(value)
+    )
+
+
+def _json(values: Mapping[str, Any]) -> str | None:
+    return orjson.dumps(dict(values), default=str).decode() if values else None
+
+
+def _messages(prompt: Any, system: str | None, where: str) -> list[dict[str, str]]:
+    """A prompt field is either text or a list of chat messages."""
+    if isinstance(prompt, list) and all(isinstance(m, Mapping) and {"role", "content"} <= set(m) for m in prompt):
+        messages = [{"role": str(m["role"]), "content": str(m["content"])} for m in prompt]
+    elif isinstance(prompt, str) and prompt.strip():
+        messages = [{"role": "user", "content": prompt}]
+    else:
+        raise TracebankError(f"{where}: the prompt is empty or not text")
+    if not any(m["role"] == "user" for m in messages):
+        raise TracebankError(f"{where}: the prompt has no user message")
+    return ([{"role": "system", "content": system}] if system else []) + messages
+
+
+def _check_columns(row: Mapping[str, Any], column_map: ColumnMap, where: str) -> None:
+    """Every mapped column must exist in the first row; a wildcard must match something."""
+    for key, path in column_map.columns().items():
+        if path.startswith("*."):
+            if not _wildcard(row, path[2:]):
+                raise TracebankError(f"{where}: --map {key}={path} matches no column; columns: {', '.join(row)}")
+        elif _get(row, path) is _MISSING:
+            raise TracebankError(f"{where}: unknown column {path!r} in --map {key}={path}; columns: {', '.join(row)}")
+
+
+def _wildcard(row: Mapping[str, Any], field: str) -> list[str]:
+    return [key for key, value in row.items() if isinstance(value, Mapping) and field in value]
+
+
+def _responses(row: Mapping[str, Any], cfg: ImportConfig) -> tuple[list[tuple[str, str, str | None]], set[str]]:
+    """(model, text, meta JSON) per response in the row, and the top-level keys they consumed."""
+    path = cfg.column_map.response
+    if path is None:
+        return [], set()
+    if path.startswith("*."):
+        field = path[2:]
+        keys = _wildcard(row, field)
+        found = [
+            (key, _text(row[key][field]), _json({k: v for k, v in row[key].items() if k != field})) for key in keys
+        ]
+        return [(model, text, meta) for model, text, meta in found if text is not None], set(keys)
+    text = _text(_get(row, path))
+    model = _text(_get(row, cfg.column_map.model)) if cfg.column_map.model else None
+    return ([(model or cfg.model, text, None)] if text is not None else []), {path.split(".")[0]}
+
+
+def convert(
+    rows: Iterable[tuple[int, dict[str, Any], str | None]], cfg: ImportConfig, run_id: str
+) -> tuple[pa.Table, pa.Table, int]:
+    """Prompt and trace tables (deduplicated by id) from source rows; all validation happens here."""
+    task, now, cmap = get_task(cfg.task), records.now(), cfg.column_map
+    prompts: dict[str, dict[str, Any]] = {}
+    traces: dict[str, dict[str, Any]] = {}
+    count = 0
+    mapped_tops = {path.split(".")[0] for path in cmap.columns().values() if not path.startswith("*.")}
+    for number, row, split in rows:
+        where = f"{cfg.path}:{number}"
+        if count == 0:
+            _check_columns(row, cmap, where)
+        if cfg.limit is not None and count >= cfg.limit:
+            break
+        count += 1
+        prompt = _get(row, cmap.prompt)
+        if prompt is _MISSING:
+            raise TracebankError(f"{where}: row has no {cmap.prompt!r} column")
+        messages = _messages(prompt, _text(_get(row, cmap.system)) if cmap.system else None, where)
+        pid = hashing.prompt_id(cfg.dataset, messages)
+        source_id = _text(_get(row, cmap.id)) if cmap.id else str(number)
+        responses, consumed = _responses(row, cfg)
+        leftover = {k: v for k, v in row.items() if k not in mapped_tops and k not in consumed}
+        single = cmap.response is not None and not cmap.response.startswith("*.")
+        prompts.setdefault(pid, {
+            "prompt_id": pid, "dataset": cfg.dataset, "task": cfg.task, "messages": messages,
+            "split_hint": cfg.split_hint or (_text(_get(row, cmap.split)) if cmap.split else None) or split,
+            "reference": _text(_get(row, cmap.reference)) if cmap.reference else None,
+            "source": cfg.path, "source_id": source_id or str(number),
+            "meta": None if single else _json(leftover), "imported_at": now,
+        })  # fmt: skip
+        for sample_idx, (model, text, meta) in enumerate(responses):
+            trace_id = hashing.digest("import", pid, model, source_id, text)
+            traces.setdefault(trace_id, {
+                "trace_id": trace_id, "prompt_id": pid, "dataset": cfg.dataset, "policy": cfg.policy,
+                "model": model, "backend": "import", "strategy": "imported", "sample_idx": sample_idx,
+                "params": None, "request_key": None, "rationale": text, "answer": task.parse(text),
+                "finish_reason": "stop", "prompt_tokens": None, "completion_tokens": None, "cost_usd": None,
+                "latency_s": None, "build_run": run_id, "source_id": source_id,
+                "meta": _json(leftover) if single else meta, "created_at": now,
+            })  # fmt: skip
+    if count == 0:
+        raise TracebankError(f"{cfg.path}: no rows to import")
+    return records.to_table(prompts.values(), records.PROMPTS), records.to_table(traces.values(), records.TRACES), count
+
+
+def _new_rows(writer: catalog_mod.Writer, table: pa.Table, name: str, key: str, dataset: str) -> pa.Table:
+    existing = writer.arrow(f"SELECT {key} FROM {name} WHERE dataset = ?", [dataset]).column(0)
+    return table.filter(pc.invert(pc.is_in(table.column(key), value_set=existing)))
+
+
+def import_data(location: catalog_mod.CatalogLocation, cfg: ImportConfig) -> ImportResult:
+    """Import prompts (and traces, when the map names a response) in one catalog commit."""
+    started, run_id = records.now(), provenance.new_run_id("import")
+    cfg = replace(cfg, path=str(Path(cfg.path).absolute()))  # provenance: where exactly it came from
+    prompts, traces, count = convert(read_rows(cfg.path, cfg.split), cfg, run_id)
+    message = f"import {Path(cfg.path).name} into {cfg.dataset}"
+    with catalog_mod.writing(location, message, {"stage": "import", "run_id": run_id}) as writer:
+        new_prompts = _new_rows(writer, prompts, "prompts", "prompt_id", cfg.dataset)
+        new_traces = _new_rows(writer, traces, "traces", "trace_id", cfg.dataset)
+        counters = {
+            "rows": count,
+            "prompts_new": new_prompts.num_rows,
+            "prompts_existing": prompts.num_rows - new_prompts.num_rows,
+            "traces_new": new_traces.num_rows,
+            "traces_existing": traces.num_rows - new_traces.num_rows,
+        }
+        if new_prompts.num_rows or new_traces.num_rows:
+            writer.insert("prompts", new_prompts)
+            writer.insert("traces", new_traces)
+            config = {**asdict(cfg), "column_map": cfg.column_map.columns()}
+            writer.insert("runs", provenance.run_row(run_id, "import", cfg.dataset, started, config, counters))
+    return ImportResult(cfg.dataset, snapshot=writer.snapshot, run_id=run_id, **counters)

@@ -1,0 +1,190 @@
+"""Arrow schemas of every catalog table, written out explicitly (never inferred).
+
+Each table is created in the DuckLake catalog from these schemas, and every writer conforms
+its rows to them first, so a missing or mistyped column fails before anything is written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import pyarrow as pa
+
+from tracebank.errors import TracebankError
+
+MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
+MESSAGES = pa.list_(MESSAGE)
+TIMESTAMP = pa.timestamp("us", tz="UTC")
+PARAMS = pa.struct(
+    [
+        ("temperature", pa.float64()),
+        ("top_p", pa.float64()),
+        ("max_new_tokens", pa.int32()),
+        ("seed", pa.int64()),
+    ]
+)
+COUNT = pa.struct([("split", pa.string()), ("rule", pa.string()), ("keep", pa.bool_()), ("n", pa.int64())])
+COUNTER = pa.struct([("name", pa.string()), ("value", pa.float64())])
+
+
+def _schema(*fields: tuple[str, pa.DataType, bool]) -> pa.Schema:
+    return pa.schema([pa.field(name, dtype, nullable=nullable) for name, dtype, nullable in fields])
+
+
+PROMPTS = _schema(
+    ("prompt_id", pa.string(), False),  # hashing.prompt_id(dataset, messages)
+    ("dataset", pa.string(), False),
+    ("split_hint", pa.string(), True),  # a split the source assigned (train/test), if any
+    ("task", pa.string(), False),  # key into tracebank.tasks.TASKS
+    ("messages", MESSAGES, False),  # the question as chat messages
+    ("reference", pa.string(), True),  # gold answer text, as the source gave it
+    ("source", pa.string(), False),  # where the row came from (file path or builder)
+    ("source_id", pa.string(), False),  # the row's own id in its source, for joining labels back
+    ("meta", pa.string(), True),  # JSON of the source's unmapped fields, kept verbatim
+    ("imported_at", TIMESTAMP, False),
+)
+
+TRACES = _schema(
+    ("trace_id", pa.string(), False),
+    ("prompt_id", pa.string(), False),
+    ("dataset", pa.string(), False),
+    ("policy", pa.string(), False),  # teacher | student
+    ("model", pa.string(), False),
+    ("backend", pa.string(), False),  # transformers | openai | vllm | replay | import
+    ("strategy", pa.string(), False),  # sampling strategy of the plan that produced it
+    ("sample_idx", pa.int32(), False),
+    ("params", PARAMS, True),
+    ("request_key", pa.string(), True),  # request cache key; null for imported traces
+    ("rationale", pa.string(), True),  # the full completion text
+    ("answer", pa.string(), True),  # the task's parse() of the rationale
+    ("finish_reason", pa.string(), True),  # stop | length | error:<reason>
+    ("prompt_tokens", pa.int64(), True),
+    ("completion_tokens", pa.int64(), True),
+    ("cost_usd", pa.float64(), True),
+    ("latency_s", pa.float64(), True),
+    ("build_run", pa.string(), False),  # run_id of the build or import that wrote it
+    ("source_id", pa.string(), True),  # imported traces: the source row's id
+    ("meta", pa.string(), True),  # imported traces: JSON of the source's unmapped fields
+    ("created_at", TIMESTAMP, False),
+)
+
+SCORES = _schema(
+    ("trace_id", pa.string(), False),
+    ("dataset", pa.string(), False),
+    ("filter", pa.string(), False),
+    ("metric", pa.string(), False),
+    ("value", pa.float64(), True),
+    ("detail", pa.string(), True),  # a metric's text value, e.g. the extracted answer
+    ("passed", pa.bool_(), True),
+    ("reason", pa.string(), True),
+    ("filter_version", pa.string(), False),
+    ("run_id", pa.string(), False),
+    ("scored_at", TIMESTAMP, False),
+)
+
+DECISIONS = _schema(
+    ("dataset", pa.string(), False),
+    ("version", pa.int32(), False),
+    ("trace_id", pa.string(), False),
+    ("prompt_id", pa.string(), False),
+    ("keep", pa.bool_(), False),
+    ("rule", pa.string(), False),  # the policy rule that decided
+    ("reason", pa.string(), False),
+    ("split", pa.string(), False),
+)
+
+RELEASES = _schema(
+    ("dataset", pa.string(), False),
+    ("version", pa.int32(), False),
+    ("snapshot_id", pa.int64(), False),  # the DuckLake snapshot this release committed
+    ("message", pa.string(), False),
+    ("policy_name", pa.string(), False),
+    ("policy", pa.string(), False),  # the policy YAML text as given
+    ("config", pa.string(), False),  # JSON of the parsed policy and options
+    ("inputs_digest", pa.string(), False),  # digest of the traces and scores it read
+    ("decisions_digest", pa.string(), False),  # digest of policy + decisions: equal means no new release
+    ("git_sha", pa.string(), True),
+    ("code_version", pa.string(), False),
+    ("teachers", pa.list_(pa.string()), False),
+    ("counts", pa.list_(COUNT), False),
+    ("created_at", TIMESTAMP, False),
+)
+
+RUNS = _schema(
+    ("run_id", pa.string(), False),
+    ("stage", pa.string(), False),  # import | build | score | curate | train
+    ("dataset", pa.string(), False),
+    ("started_at", TIMESTAMP, False),
+    ("finished_at", TIMESTAMP, False),
+    ("config", pa.string(), False),  # JSON of the stage's config
+    ("counters", pa.list_(COUNTER), False),
+    ("git_sha", pa.string(), True),
+    ("code_version", pa.string(), False),
+)
+
+TABLES: dict[str, pa.Schema] = {
+    "prompts": PROMPTS,
+    "traces": TRACES,
+    "scores": SCORES,
+    "decisions": DECISIONS,
+    "releases": RELEASES,
+    "runs": RUNS,
+}
+
+_DUCKDB_TYPES = {
+    pa.string(): "VARCHAR",
+    pa.int32(): "INTEGER",
+    pa.int64(): "BIGINT",
+    pa.float64(): "DOUBLE",
+    pa.bool_(): "BOOLEAN",
+    TIMESTAMP: "TIMESTAMPTZ",
+}
+
+
+def duckdb_type(dtype: pa.DataType) -> str:
+    """The DuckDB column type for an Arrow type used in these schemas."""
+    if dtype in _DUCKDB_TYPES:
+        return _DUCKDB_TYPES[dtype]
+    if pa.types.is_list(dtype):
+        return duckdb_type(dtype.value_type) + "[]"
+    if pa.types.is_struct(dtype):
+        fields = ", ".join(f'"{f.name}" {duckdb_type(f.type)}' for f in dtype)
+        return f"STRUCT({fields})"
+    raise TypeError(f"no DuckDB type for {dtype}")
+
+
+def create_table_sql(qualified_name: str, schema: pa.Schema) -> str:
+    """``CREATE TABLE IF NOT EXISTS`` with one column per schema field, in order."""
+    columns = ", ".join(f'"{f.name}" {duckdb_type(f.type)}' for f in schema)
+    return f"CREATE TABLE IF NOT EXISTS {qualified_name} ({columns})"
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def to_table(rows: Iterable[Mapping[str, Any]], schema: pa.Schema) -> pa.Table:
+    """Build a table from row dicts; every field of ``schema`` must be present in every row."""
+    rows = list(rows)
+    for row in rows[:1]:
+        missing = [name for name in schema.names if name not in row]
+        if missing:
+            raise TypeError(f"rows lack columns {missing} of {schema.names}")
+    return pa.Table.from_pylist(rows, schema=schema)
+
+
+def conform(table: pa.Table, schema: pa.Schema, what: str) -> pa.Table:
+    """Select and cast ``table`` to ``schema``; a missing column or a null in a required one fails."""
+    missing = [name for name in schema.names if name not in table.column_names]
+    if missing:
+        raise TracebankError(f"{what}: missing columns {missing}")
+    table = table.select(schema.names)
+    for field in schema:
+        if not field.nullable and table.column(field.name).null_count:
+            raise TracebankError(f"{what}: column {field.name!r} has nulls but is required")
+    try:
+        return table.cast(schema)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError) as error:
+        raise TracebankError(f"{what}: columns do not match the schema ({error})") from None

@@ -1,0 +1,175 @@
+"""Releases: a curated dataset version is one DuckLake snapshot plus a ``releases`` row.
+
+``curate`` evaluates a policy inside the write transaction (so decisions and the snapshot they
+describe are consistent), and makes no release when the same inputs and policy would give the
+same decisions as the latest release.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import duckdb
+import polars as pl
+import pyarrow as pa
+
+from tracebank import __version__, provenance, records
+from tracebank import catalog as catalog_mod
+from tracebank.errors import TracebankError
+from tracebank.filters.policy import Policy, decide
+from tracebank.hashing import canonical_json, digest
+
+REF = re.compile(r"^(?P<dataset>[A-Za-z0-9][A-Za-z0-9_.-]*?)(?:@(?:v(?P<version>\d+)|(?P<latest>latest)))?$")
+
+INPUTS_DIGEST_SQL = """
+SELECT md5(coalesce(string_agg(row, '\n' ORDER BY row), '')) FROM (
+    SELECT concat_ws('|', 't', trace_id, coalesce(rationale, '')) AS row FROM traces WHERE dataset = $dataset
+    UNION ALL
+    SELECT concat_ws('|', 's', trace_id, filter, metric, coalesce(CAST(value AS VARCHAR), ''), coalesce(detail, ''),
+                     coalesce(CAST(passed AS VARCHAR), ''), coalesce(reason, ''), filter_version)
+    FROM scores WHERE dataset = $dataset
+)
+"""
+
+
+@dataclass(frozen=True)
+class ReleaseRef:
+    dataset: str
+    version: int | None  # None: the latest release
+
+    @classmethod
+    def parse(cls, text: str) -> ReleaseRef:
+        """``DATASET@vN``, ``DATASET@latest`` or ``DATASET`` (latest)."""
+        match = REF.match(text.strip())
+        if not match:
+            raise TracebankError(f"release {text!r}: expected DATASET@vN, e.g. gsm8k@v1")
+        version = match.group("version")
+        return cls(match.group("dataset"), int(version) if version else None)
+
+    def __str__(self) -> str:
+        return f"{self.dataset}@{'latest' if self.version is None else f'v{self.version}'}"
+
+
+@dataclass(frozen=True)
+class CurateResult:
+    dataset: str
+    version: int
+    created: bool  # False: same decisions as the latest release, nothing written
+    snapshot_id: int
+    counts: list[dict[str, Any]]
+    run_id: str
+    unscored: dict[str, int]  # filter -> traces it has not scored (run `tracebank score` first)
+
+
+def resolve(cat: catalog_mod.Catalog, ref: ReleaseRef) -> dict[str, Any]:
+    """The releases row for ``ref``; unknown datasets and versions are clear errors."""
+    cat.require_dataset(ref.dataset)
+    versions = cat.sql("SELECT version FROM releases WHERE dataset = ? ORDER BY version", [ref.dataset])[
+        "version"
+    ].to_list()
+    if not versions:
+        raise TracebankError(
+            f"dataset {ref.dataset!r} has no releases yet: run `tracebank curate {ref.dataset} --policy FILE`"
+        )
+    version = versions[-1] if ref.version is None else ref.version
+    if version not in versions:
+        raise TracebankError(
+            f"{ref.dataset} has no version v{version}; versions: {', '.join(f'v{v}' for v in versions)}"
+        )
+    return cat.sql("SELECT * FROM releases WHERE dataset = ? AND version = ?", [ref.dataset, version]).row(
+        0, named=True
+    )
+
+
+def versions(location: catalog_mod.CatalogLocation, dataset: str) -> pl.DataFrame:
+    """All releases of ``dataset``, oldest first, with kept/dropped totals per release."""
+    with catalog_mod.Catalog(location) as cat:
+        cat.require_dataset(dataset)
+        return cat.sql(
+            """
+            SELECT version, created_at, snapshot_id, message, policy_name,
+                   CAST(list_sum([c.n FOR c IN counts IF c.keep]) AS BIGINT) AS kept,
+                   CAST(list_sum([c.n FOR c IN counts IF NOT c.keep]) AS BIGINT) AS dropped,
+                   git_sha
+            FROM releases WHERE dataset = ? ORDER BY version
+            """,
+            [dataset],
+        )
+
+
+def _counts(decisions: pa.Table) -> list[dict[str, Any]]:
+    frame = pl.from_arrow(decisions).group_by("split", "rule", "keep").agg(n=pl.len()).sort("split", "rule")
+    return frame.with_columns(pl.col("n").cast(pl.Int64)).to_dicts()
+
+
+def _decisions_digest(policy: Policy, decisions: pa.Table) -> str:
+    frame = pl.from_arrow(decisions.select(["trace_id", "keep", "rule", "reason", "split"])).sort("trace_id")
+    rows = frame.select(pl.concat_str([pl.col(c).cast(pl.String) for c in frame.columns], separator="|")).to_series()
+    return digest(canonical_json(policy.as_dict()).decode(), "\n".join(rows.to_list()))
+
+
+UNSCORED_SQL = """
+SELECT f.filter, count(*) AS n
+FROM traces t CROSS JOIN (SELECT DISTINCT filter FROM scores WHERE dataset = $dataset) f
+WHERE t.dataset = $dataset
+  AND NOT EXISTS (SELECT 1 FROM scores s WHERE s.trace_id = t.trace_id AND s.filter = f.filter)
+GROUP BY f.filter ORDER BY f.filter
+"""
+
+
+def _teachers(con: duckdb.DuckDBPyConnection, dataset: str) -> list[str]:
+    rows = con.execute(
+        "SELECT DISTINCT model FROM traces WHERE dataset = ? AND policy = 'teacher' ORDER BY 1", [dataset]
+    )
+    return [r[0] for r in rows.fetchall()]
+
+
+def curate(
+    location: catalog_mod.CatalogLocation, dataset: str, policy: Policy, policy_text: str, message: str
+) -> CurateResult:
+    """Decide keep/drop and split for every trace of ``dataset``; commit a new release if anything changed."""
+    if not message.strip():
+        raise TracebankError("a release needs a message (-m)")
+    started_at, run_id = records.now(), provenance.new_run_id("curate")
+    with catalog_mod.Catalog(location) as cat:
+        cat.require_dataset(dataset)
+    with catalog_mod.writing(
+        location, f"release {dataset}: {message}", {"stage": "curate", "run_id": run_id}
+    ) as writer:
+        con = writer.con
+        decisions = decide(con, dataset, policy)
+        if decisions.num_rows == 0:
+            raise TracebankError(f"dataset {dataset!r} has no traces to curate: run `tracebank build` or import traces")
+        decisions_digest = _decisions_digest(policy, decisions)
+        latest = con.execute(
+            "SELECT version, decisions_digest, snapshot_id FROM releases WHERE dataset = ? ORDER BY version DESC LIMIT 1",
+            [dataset],
+        ).fetchone()
+        counts = _counts(decisions)
+        unscored = dict(con.execute(UNSCORED_SQL, {"dataset": dataset}).fetchall())
+        if latest and latest[1] == decisions_digest:
+            return CurateResult(dataset, int(latest[0]), False, int(latest[2]), counts, run_id, unscored)
+        version = (latest[0] if latest else 0) + 1
+        writer.message = f"release {dataset}@v{version}: {message}"
+        snapshot_id = writer.snapshot_before + 1  # the single writer's commit is the next snapshot
+        n = decisions.num_rows
+        writer.insert("decisions", decisions.append_column("dataset", pa.array([dataset] * n, pa.string()))
+                      .append_column("version", pa.array([version] * n, pa.int32())))  # fmt: skip
+        release = {
+            "dataset": dataset, "version": version, "snapshot_id": snapshot_id, "message": message,
+            "policy_name": policy.name, "policy": policy_text, "config": canonical_json(policy.as_dict()).decode(),
+            "inputs_digest": con.execute(INPUTS_DIGEST_SQL, {"dataset": dataset}).fetchone()[0],
+            "decisions_digest": decisions_digest, "git_sha": provenance.git_sha(), "code_version": __version__,
+            "teachers": _teachers(con, dataset), "counts": counts, "created_at": records.now(),
+        }  # fmt: skip
+        writer.insert("releases", records.to_table([release], records.RELEASES))
+        counters = {f"{c['split']}_{c['rule']}_{'kept' if c['keep'] else 'dropped'}": c["n"] for c in counts}
+        config = {"policy": policy.as_dict(), "message": message, "version": version}
+        writer.insert("runs", provenance.run_row(run_id, "curate", dataset, started_at, config, counters))
+    if writer.snapshot != snapshot_id:
+        raise TracebankError(
+            f"release {dataset}@v{version} committed as snapshot {writer.snapshot}, expected {snapshot_id}"
+        )
+    return CurateResult(dataset, version, True, snapshot_id, counts, run_id, unscored)

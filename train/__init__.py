@@ -1,0 +1,1 @@
+"""A thin TRL stage: train students from curated releases."""
