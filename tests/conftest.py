@@ -7,8 +7,10 @@ from pathlib import Path
 
 import orjson
 import pytest
+from tracebank.builders.runner import BuildConfig, build
+from tracebank.filters.runner import ScoreConfig, score
 
-from tests.fakes import QUESTIONS
+from tests.fakes import QUESTIONS, FakeTeacher
 from tracebank import catalog
 from tracebank.importer import ColumnMap, ImportConfig, import_data
 
@@ -46,3 +48,11 @@ def math_dataset(location: catalog.CatalogLocation, math_file: Path) -> str:
     cfg = ImportConfig(str(math_file), "toy", ColumnMap.parse("prompt=question,reference=answer,id=id"))
     import_data(location, cfg)
     return "toy"
+
+
+@pytest.fixture
+def scored(location: catalog.CatalogLocation, math_dataset: str) -> str:
+    """The toy dataset with 4 FakeTeacher traces per prompt (samples 0 and 2 correct), scored."""
+    build(location, BuildConfig(math_dataset, samples=4), FakeTeacher())
+    score(location, ScoreConfig(math_dataset))
+    return math_dataset

@@ -96,6 +96,7 @@ def test_time_travel_with_at_and_release(released, tmp_path):
         cli("sql", "SELECT count(*) AS n FROM releases", "--release", "d@v1", "-f", "json", catalog=released).stdout
     )
     assert at_release == [{"n": 1}]
+    assert orjson.loads(cli("sql", "SELECT 7 AS n", "--at", "0", "-f", "json", catalog=released).stdout) == [{"n": 7}]
     inline = orjson.loads(
         cli(
             "sql", f"SELECT count(*) AS n FROM scores AT (VERSION => {first_import})", "-f", "json", catalog=released
@@ -127,6 +128,8 @@ def test_same_curate_again_says_so(released, tmp_path):
         (["sql", "SELECT * FROM no_such_table"], ["query failed", "no_such_table"]),
         (["sql", "SELECT 1", "--format", "xml"], ["--format 'xml'"]),
         (["sql", "SELECT 1", "--at", "999"], ["snapshot 999"]),
+        (["sql", "SELECT 1", "--at", "-3"], ["snapshot must be 0 or more"]),
+        (["sql", "DELETE FROM traces"], ["read-only"]),
         (["train", "sft", "--release", "d@v4"], ["no version v4"]),
         (["build", "d", "--config", "{tmp}/bad-build.yaml"], ["unknown key 'colour'"]),
         (["run", "{tmp}/absent-recipe.yaml"], ["no such recipe"]),

@@ -1,7 +1,6 @@
 import pytest
 from tracebank.builders.runner import BuildConfig, build
 from tracebank.filters.policy import Policy
-from tracebank.filters.runner import ScoreConfig, score
 
 from tests.conftest import tree_fingerprint
 from tests.fakes import FakeTeacher
@@ -23,13 +22,6 @@ POLICY = {
 }
 
 
-@pytest.fixture
-def scored(location, math_dataset):
-    build(location, BuildConfig(math_dataset, samples=2), FakeTeacher())
-    score(location, ScoreConfig(math_dataset))
-    return math_dataset
-
-
 def _curate(location, dataset, policy=POLICY, message="first"):
     return releases.curate(location, dataset, Policy.from_dict(policy), str(policy), message)
 
@@ -46,7 +38,7 @@ def test_release_is_one_snapshot_with_a_decision_per_trace(location, scored):
         )
         release = cat.sql("SELECT * FROM releases").row(0, named=True)
     assert release["snapshot_id"] == result.snapshot_id and release["teachers"] == ["smollm2-135m-instruct"]
-    assert sum(c["n"] for c in release["counts"]) == 12 and sum(c["n"] for c in release["counts"] if c["keep"]) == 6
+    assert sum(c["n"] for c in release["counts"]) == 24 and sum(c["n"] for c in release["counts"] if c["keep"]) == 12
     assert release["policy_name"] == "correct-only" and release["inputs_digest"] and release["code_version"]
     assert result.unscored == {}
 
@@ -64,14 +56,14 @@ def test_new_policy_makes_v2_and_v1_stays_queryable(location, scored):
     second = _curate(location, scored, {**POLICY, "rules": [], "name": "keep-all"}, "everything")
     assert (second.created, second.version) == (True, 2)
     frame = releases.versions(location, scored)
-    assert frame["version"].to_list() == [1, 2] and frame["kept"].to_list() == [6, 12]
+    assert frame["version"].to_list() == [1, 2] and frame["kept"].to_list() == [12, 24]
     with catalog.Catalog(location) as cat:
         v1 = releases.resolve(cat, ReleaseRef.parse(f"{scored}@v1"))
         assert cat.scalar("SELECT count(*) FROM releases AT (VERSION => ?)", [v1["snapshot_id"]]) == 1
 
 
 def test_unscored_traces_are_reported(location, scored):
-    build(location, BuildConfig(scored, samples=3), FakeTeacher())
+    build(location, BuildConfig(scored, samples=5), FakeTeacher())
     assert _curate(location, scored).unscored == {"correctness": 6, "exact_dup": 6}
 
 

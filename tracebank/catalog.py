@@ -156,10 +156,15 @@ class Catalog:
                 f"no catalog at {location.home}: run `tracebank import` (or `tracebank init`) first, "
                 f"or point --catalog / {CATALOG_ENV} at an existing catalog"
             )
+        if snapshot is not None and snapshot < 0:
+            raise TracebankError(f"snapshot must be 0 or more, got {snapshot}")
         self.location = location
         self.con = _connect(location, read_only=True, snapshot=snapshot)
         for name, body in VIEWS.items():
-            self.con.execute(f"CREATE TEMP VIEW {name} AS {body}")
+            try:
+                self.con.execute(f"CREATE TEMP VIEW {name} AS {body}")
+            except duckdb.CatalogException:
+                pass  # an early snapshot, from before the tables the view reads existed
 
     def __enter__(self) -> Catalog:
         return self

@@ -14,11 +14,9 @@ POLICY = {"name": "correct-only", "rules": [{"name": "wrong", "when": "correctne
 
 
 @pytest.fixture
-def released(location, math_dataset):
-    build(location, BuildConfig(math_dataset, samples=2), FakeTeacher())
-    score(location, ScoreConfig(math_dataset))
-    releases.curate(location, math_dataset, Policy.from_dict(POLICY), yaml.safe_dump(POLICY), "card test")
-    return math_dataset
+def released(location, scored):
+    releases.curate(location, scored, Policy.from_dict(POLICY), yaml.safe_dump(POLICY), "card test")
+    return scored
 
 
 def test_card_header_and_funnel_come_from_stored_counts(location, released, tmp_path):
@@ -34,12 +32,12 @@ def test_card_header_and_funnel_come_from_stored_counts(location, released, tmp_
     for c in counts:
         assert f"| {c['split']} | {c['rule']} | {'keep' if c['keep'] else 'drop'} | {c['n']} |" in text
     assert "| teacher | smollm2-135m-instruct | fake | default |" in text
-    assert "| correctness | 12 | 6 | 6 | 0 | 50.0% | 100.0% |" in text
+    assert "| correctness | 24 | 12 | 12 | 0 | 50.0% | 100.0% |" in text
 
 
 def test_card_renders_the_same_after_later_commits(location, released, tmp_path):
     first = render_card(location, ReleaseRef.parse(released), tmp_path / "a").read_text()
-    build(location, BuildConfig(released, samples=3), FakeTeacher())  # new data after the release
+    build(location, BuildConfig(released, samples=5), FakeTeacher())  # new data after the release
     score(location, ScoreConfig(released))
     assert render_card(location, ReleaseRef.parse(f"{released}@v1"), tmp_path / "b").read_text() == first
 

@@ -1,7 +1,6 @@
 import pytest
 from tracebank.builders.runner import BuildConfig, build
 from tracebank.filters.policy import Policy, decide
-from tracebank.filters.runner import ScoreConfig, score
 
 from tests.fakes import FakeTeacher
 from tracebank import catalog
@@ -20,13 +19,6 @@ CORRECT_ONLY = {
     ],
     "splits": {"train": 0.5, "test": 0.5},
 }
-
-
-@pytest.fixture
-def scored(location, math_dataset):
-    build(location, BuildConfig(math_dataset, samples=4), FakeTeacher())
-    score(location, ScoreConfig(math_dataset))
-    return math_dataset
 
 
 def _decide(location, dataset, policy):

@@ -5,13 +5,10 @@ import pytest
 import torch
 import yaml
 from safetensors.torch import load_file
-from tracebank.builders.runner import BuildConfig, build
 from tracebank.filters.policy import Policy
-from tracebank.filters.runner import ScoreConfig, score
 from tracebank.train.base import CARD_JSON, load_split
 from tracebank.train.sft import SFTConfig, train_sft
 
-from tests.fakes import FakeTeacher
 from tracebank import catalog, releases
 from tracebank.errors import TracebankError
 from tracebank.models import DEFAULT_MODEL, resolve_model
@@ -24,16 +21,14 @@ POLICY = {
 
 
 @pytest.fixture
-def released(location, math_dataset):
-    build(location, BuildConfig(math_dataset, samples=2), FakeTeacher())
-    score(location, ScoreConfig(math_dataset))
-    releases.curate(location, math_dataset, Policy.from_dict(POLICY), yaml.safe_dump(POLICY), "sft test")
-    return f"{math_dataset}@v1"
+def released(location, scored):
+    releases.curate(location, scored, Policy.from_dict(POLICY), yaml.safe_dump(POLICY), "sft test")
+    return f"{scored}@v1"
 
 
 def test_examples_are_trl_prompt_completion_conversations(location, released):
     data = load_split(location, releases.ReleaseRef.parse(released), "train")
-    assert len(data.examples) == 6  # the correct traces only
+    assert len(data.examples) == 12  # the correct traces only
     for example in data.examples:
         assert example["prompt"][-1]["role"] == "user" and "####" in example["prompt"][-1]["content"]
         assert example["completion"][0]["role"] == "assistant" and example["completion"][0]["content"]
@@ -47,7 +42,7 @@ def test_two_sft_steps_change_weights_and_the_model_reloads(location, released, 
     result = train_sft(
         location, SFTConfig(release=released, output_dir=str(out), max_steps=2, batch_size=2, learning_rate=1e-4)
     )
-    assert not result.skipped and result.examples == 6 and result.metrics["steps"] == 2
+    assert not result.skipped and result.examples == 12 and result.metrics["steps"] == 2
     base = load_file(f"{resolve_model(DEFAULT_MODEL)}/model.safetensors")
     tuned = load_file(out / "model.safetensors")
     changed = [name for name in base if name in tuned and not torch.equal(base[name], tuned[name])]
