@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+from tracebank.data_cards.plots import render_plots
 
 from tracebank import catalog as catalog_mod
 from tracebank.errors import TracebankError
@@ -53,6 +54,14 @@ def card_context(cat: catalog_mod.Catalog, release: dict[str, Any]) -> dict[str,
         SELECT t.policy, t.model, count(*) AS traces, sum(s.value)::BIGINT AS correct, avg(s.value) AS accuracy
         {RELEASE_TRACES.replace("WHERE", "JOIN scores s ON s.trace_id = t.trace_id AND s.filter = 'correctness' AND s.metric = 'correct' WHERE")}
         AND s.value IS NOT NULL GROUP BY ALL ORDER BY ALL""")
+    chunks = (
+        rows("""
+        SELECT c.kind, count(*) AS chunks, count(DISTINCT c.trace_id) AS traces, avg(c.score) AS mean_score
+        FROM chunks c JOIN decisions d ON d.trace_id = c.trace_id AND d.dataset = $dataset AND d.version = $version
+        WHERE d.keep GROUP BY c.kind ORDER BY c.kind""")
+        if _has_table(cat, "chunks")
+        else []
+    )
     samples = rows(f"""
         SELECT d.split, t.model, p.task, p.messages[-1].content AS question, p.reference, t.answer, t.rationale
         {RELEASE_TRACES} AND d.keep ORDER BY d.split DESC, d.trace_id LIMIT 3""")
@@ -72,35 +81,59 @@ def card_context(cat: catalog_mod.Catalog, release: dict[str, Any]) -> dict[str,
         "provenance": provenance,
         "filters": filters,
         "correctness": correctness,
+        "chunks": chunks,
         "samples": samples,
         "policy_text": release["policy"].strip(),
     }
+
+
+def _has_table(cat: catalog_mod.Catalog, name: str) -> bool:
+    """Catalogs made before a table existed lack it until their next write."""
+    return bool(
+        cat.scalar(
+            "SELECT count(*) FROM information_schema.tables WHERE table_catalog = 'lake' AND table_name = ?", [name]
+        )
+    )
 
 
 def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[:limit].rstrip() + " …"
 
 
-def render_card(
-    location: catalog_mod.CatalogLocation, ref: ReleaseRef, out_dir: str | Path | None = None, license: str = "other"
-) -> Path:
-    """Write ``<out_dir>/<dataset>/v<N>.md`` (default out_dir: the catalog's ``cards/``); returns its path."""
-    with catalog_mod.Catalog(location) as cat:
-        release = resolve(cat, ref)
-    with catalog_mod.Catalog(location, snapshot=release["snapshot_id"]) as cat:
-        context = card_context(cat, release)
+def render_markdown(context: dict[str, Any], plots: dict[str, str], license: str) -> str:
+    """The card's markdown; ``plots`` maps a title to the image path relative to the card."""
     environment = jinja2.Environment(
         loader=jinja2.PackageLoader("tracebank.data_cards", ""),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
     )
-    text = environment.get_template("card.md.j2").render(**context, license=license)
+    return environment.get_template("card.md.j2").render(**context, plots=plots, license=license)
+
+
+def write_card(
+    cat: catalog_mod.Catalog, release: dict[str, Any], card_path: Path, plots_dir: Path, license: str
+) -> Path:
+    """Render the card and its plots (``cat`` must be at the release's snapshot); atomic per file."""
+    context = card_context(cat, release)
+    plots = render_plots(cat, release, plots_dir)
+    relative = {title: os.path.relpath(path, card_path.parent) for title, path in plots.items()}
+    text = render_markdown(context, relative, license)
+    tmp = card_path.with_name(f".{card_path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    tmp.replace(card_path)
+    return card_path
+
+
+def render_card(
+    location: catalog_mod.CatalogLocation, ref: ReleaseRef, out_dir: str | Path | None = None, license: str = "other"
+) -> Path:
+    """Write ``<out_dir>/<dataset>/v<N>.md`` and its plots in ``v<N>/`` (default out_dir: the catalog's ``cards/``)."""
+    with catalog_mod.Catalog(location) as cat:
+        release = resolve(cat, ref)
     target = Path(out_dir or location.home / "cards") / release["dataset"] / f"v{release['version']}.md"
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        tmp.write_text(text)
-        tmp.replace(target)
+        with catalog_mod.Catalog(location, snapshot=release["snapshot_id"]) as cat:
+            return write_card(cat, release, target, target.parent / f"v{release['version']}", license)
     except OSError as error:
         raise TracebankError(f"cannot write the card to {target}: {error.strerror or error}") from None
-    return target

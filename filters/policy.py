@@ -31,7 +31,7 @@ import pyarrow as pa
 
 from tracebank.config import check_keys, field_names, load_yaml
 from tracebank.errors import TracebankError
-from tracebank.hashing import unit_interval
+from tracebank.hashing import unit_interval, unit_interval_sql
 
 NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 ACTIONS = ("keep", "drop")
@@ -211,21 +211,27 @@ def decide(con: duckdb.DuckDBPyConnection, dataset: str, policy: Policy) -> pa.T
             SELECT *, CASE WHEN keep THEN row_number() OVER (PARTITION BY prompt_id, keep ORDER BY _order, trace_id) END AS _rank
             FROM kept
         )
-        SELECT trace_id, prompt_id, split_hint,
+        SELECT trace_id, prompt_id,
                keep AND _rank <= {quota} AS keep,
                CASE WHEN keep AND _rank > {quota} THEN 'quota' ELSE rule END AS rule,
-               CASE WHEN keep AND _rank > {quota} THEN 'max_per_prompt={quota}' ELSE reason END AS reason
+               CASE WHEN keep AND _rank > {quota} THEN 'max_per_prompt={quota}' ELSE reason END AS reason,
+               {_split_sql(policy)} AS split
         FROM ranked ORDER BY trace_id
     """
     try:
-        table = con.execute(query, {"dataset": dataset}).to_arrow_table()
+        return con.execute(query, {"dataset": dataset}).to_arrow_table()
     except duckdb.Error as error:
         raise TracebankError(f"policy {policy.name!r}: {str(error).splitlines()[0]}") from None
-    splits = {}
-    for prompt_id, hint in zip(
-        table.column("prompt_id").to_pylist(), table.column("split_hint").to_pylist(), strict=True
-    ):
-        if prompt_id not in splits:
-            splits[prompt_id] = policy.split_of(prompt_id, hint)
-    split_column = pa.array([splits[p] for p in table.column("prompt_id").to_pylist()], pa.string())
-    return table.drop_columns(["split_hint"]).append_column("split", split_column)
+
+
+def _split_sql(policy: Policy) -> str:
+    """SQL for :meth:`Policy.split_of` over ``prompt_id`` and ``split_hint`` (same result, row by row)."""
+    names = [split for split, _ in policy.splits]
+    whens = (
+        [f"WHEN split_hint IN ({', '.join(map(_literal, names))}) THEN split_hint"] if policy.use_split_hints else []
+    )
+    point, total = unit_interval_sql(_literal(policy.split_salt), "prompt_id"), 0.0
+    for split, ratio in policy.splits[:-1]:
+        total += ratio
+        whens.append(f"WHEN {point} < {total!r} THEN {_literal(split)}")
+    return _case(whens, _literal(names[-1]))

@@ -2,6 +2,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 
 import pyarrow as pa
 import pytest
@@ -137,7 +138,15 @@ def test_sqlite_catalog_reader_works_while_writer_is_open(location):
 def test_duckdb_catalog_reader_during_write_gets_clear_error(location):
     catalog.init(location)
     reader = f"from tracebank import catalog; catalog.Catalog(catalog.locate({str(location.home)!r}))"
+    env = {**os.environ, catalog.LOCK_TIMEOUT_ENV: "1"}
     with catalog.writing(location, "w"):
-        done = subprocess.run([sys.executable, "-c", reader], capture_output=True, text=True, timeout=120)
+        done = subprocess.run([sys.executable, "-c", reader], capture_output=True, text=True, timeout=120, env=env)
     assert done.returncode != 0
-    assert "is in use by another process" in done.stderr and "SQLite catalog" in done.stderr
+    assert f"another tracebank process (pid {os.getpid()}) is writing to the catalog" in done.stderr
+    assert "waited 1s" in done.stderr and "SQLite catalog" in done.stderr
+    with catalog.writing(location, "w"):  # with time to wait, the reader waits for the writer
+        reader_proc = subprocess.Popen(
+            [sys.executable, "-c", reader + "; print('read')"], stdout=subprocess.PIPE, text=True
+        )
+        time.sleep(1.5)
+    assert reader_proc.communicate(timeout=120)[0].strip() == "read"

@@ -174,3 +174,29 @@ def test_catalog_from_environment(tmp_path):
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert (env_catalog / "catalog.ducklake").exists()
+
+
+def test_shell_is_read_only_and_keeps_going_after_errors(released):
+    script = "SELECT count(*) AS traces\nFROM traces;\n.tables\nDELETE FROM traces;\n.schema releases\nSELECT 'still here' AS status;\n.quit\nSELECT 'never';\n"
+    done = subprocess.run(
+        [sys.executable, "-m", "tracebank", "shell", "--catalog", str(released)], input=script, capture_output=True, text=True, timeout=120
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "│ 4      │" in done.stdout  # four traces
+    assert "curated" in done.stdout and "pairs" in done.stdout  # .tables lists views and tables
+    assert "read-only" in done.stdout and "still here" in done.stdout and "never" not in done.stdout
+    assert "decisions_digest" in done.stdout  # .schema
+    rows = orjson.loads(cli("sql", "SELECT count(*) AS n FROM traces", "-f", "json", catalog=released).stdout)
+    assert rows == [{"n": 4}]
+
+
+def test_diff_and_publish_commands(released, tmp_path):
+    (tmp_path / "keep-all.yaml").write_text("name: keep-all\nrules: []\nsplits: {train: 0.5, test: 0.5}\n")
+    cli("curate", "d", "--policy", str(tmp_path / "keep-all.yaml"), "-m", "everything", catalog=released)
+    shown = cli("diff", "d@v1", "d@v2", catalog=released).stdout
+    assert "d@v1" in shown and "d@v2" in shown and "2 rows added, 0 removed" in shown
+    published = cli("publish", "d@v2", "--to", str(tmp_path / "export"), "--license", "mit", catalog=released).stdout
+    assert "published d@v2" in published and (tmp_path / "export" / "README.md").is_file()
+    assert_one_line_error(
+        cli("publish", "d@v2", "--to", "hf://only-one-part", catalog=released, check=False), "expected hf://ORG/NAME"
+    )

@@ -35,15 +35,17 @@ def test_make_targets_named_in_the_readme_exist():
 def test_walkthrough_commands_run_as_written(tmp_path):
     commands = walkthrough_commands()
     assert len(commands) >= 12
+    # A working directory shaped like the checkout: recipes/ and ../shared/ resolve as documented,
+    # and whatever the commands write (exports/, the catalog) stays inside tmp_path.
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "recipes").symlink_to(ROOT / "recipes")
+    (tmp_path / "shared").symlink_to(ROOT.parent / "shared")
     env = {**os.environ, "TRACEBANK_CATALOG": str(tmp_path / "catalog")}
     for command in commands:
-        args = shlex.split(command)
+        args = [sys.executable, "-m", "tracebank", *shlex.split(command)[1:]]
         done = subprocess.run(
-            [sys.executable, "-m", "tracebank", *args[1:]],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=900,
+            args, cwd=work, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=900
         )
         assert done.returncode == 0, f"{command}\n{done.stderr}"
+    assert (work / "exports" / "gsm8k-v1" / "README.md").is_file()

@@ -58,13 +58,20 @@ def test_new_policy_makes_v2_and_v1_stays_queryable(location, scored):
     frame = releases.versions(location, scored)
     assert frame["version"].to_list() == [1, 2] and frame["kept"].to_list() == [12, 24]
     with catalog.Catalog(location) as cat:
+        digests = cat.sql("SELECT inputs_digest, decisions_digest FROM releases ORDER BY version").rows()
+    assert digests[0][0] == digests[1][0] and digests[0][1] != digests[1][1]  # same inputs, other decisions
+    with catalog.Catalog(location) as cat:
         v1 = releases.resolve(cat, ReleaseRef.parse(f"{scored}@v1"))
         assert cat.scalar("SELECT count(*) FROM releases AT (VERSION => ?)", [v1["snapshot_id"]]) == 1
 
 
-def test_unscored_traces_are_reported(location, scored):
+def test_unscored_traces_are_reported_and_new_inputs_change_the_digest(location, scored):
+    _curate(location, scored)
     build(location, BuildConfig(scored, samples=5), FakeTeacher())
-    assert _curate(location, scored).unscored == {"correctness": 6, "exact_dup": 6}
+    second = _curate(location, scored, message="more traces")
+    assert second.unscored == {"correctness": 6, "exact_dup": 6}
+    with catalog.Catalog(location) as cat:
+        assert cat.scalar("SELECT count(DISTINCT inputs_digest) FROM releases") == 2
 
 
 def test_release_refs():

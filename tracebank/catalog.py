@@ -7,6 +7,7 @@ it with a message: a stage either lands as one snapshot or not at all.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import importlib
 import os
@@ -134,17 +135,60 @@ def _connect(
     return con
 
 
-def _explain(location: CatalogLocation, error: duckdb.Error, snapshot: int | None) -> TracebankError:
+class _Busy(Exception):
+    """The metadata database is locked by another process (DuckDB-file catalogs)."""
+
+
+def _explain(location: CatalogLocation, error: duckdb.Error, snapshot: int | None) -> Exception:
     text = str(error)
     if "lock" in text.lower() or "already attached" in text:
-        return TracebankError(
-            f"the catalog at {location.home} is in use by another process ({text.splitlines()[0]}); "
-            "retry when it finishes, or use a SQLite catalog (tracebank init --backend sqlite) "
-            "so that readers and a writer can work at once"
-        )
+        return _Busy(text.splitlines()[0])
     if snapshot is not None and "snapshot" in text.lower():
         return TracebankError(f"snapshot {snapshot} does not exist in the catalog at {location.home}")
     return TracebankError(f"cannot open the catalog at {location.home}: {text.splitlines()[0]}")
+
+
+def lock_timeout() -> float:
+    return float(os.environ.get(LOCK_TIMEOUT_ENV, "60"))
+
+
+def _writer_pid(location: CatalogLocation) -> str | None:
+    """The pid of the tracebank process holding the write lock, if one does."""
+    try:
+        fd = os.open(location.lock_path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return None  # nobody holds it exclusively
+    except BlockingIOError:
+        return location.lock_path.read_text().strip() or "unknown"
+    finally:
+        os.close(fd)
+
+
+def _busy_error(location: CatalogLocation, waited: float) -> TracebankError:
+    pid = _writer_pid(location)
+    who = f"another tracebank process (pid {pid}) is writing to" if pid else "another process has open"
+    return TracebankError(
+        f"{who} the catalog at {location.home}; waited {waited:.0f}s ({LOCK_TIMEOUT_ENV} sets how long). "
+        "A SQLite catalog (tracebank init --backend sqlite) lets readers work while a writer does"
+    )
+
+
+def _attach(
+    location: CatalogLocation, *, read_only: bool, snapshot: int | None = None, backend: str | None = None
+) -> duckdb.DuckDBPyConnection:
+    """Connect, waiting up to the lock timeout while another process holds a DuckDB-file catalog."""
+    timeout = lock_timeout()
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return _connect(location, read_only=read_only, snapshot=snapshot, backend=backend)
+        except _Busy:
+            if time.monotonic() >= deadline:
+                raise _busy_error(location, timeout) from None
+            time.sleep(0.2)
 
 
 class Catalog:
@@ -159,12 +203,11 @@ class Catalog:
         if snapshot is not None and snapshot < 0:
             raise TracebankError(f"snapshot must be 0 or more, got {snapshot}")
         self.location = location
-        self.con = _connect(location, read_only=True, snapshot=snapshot)
+        self.con = _attach(location, read_only=True, snapshot=snapshot)
         for name, body in VIEWS.items():
-            try:
+            # At an early snapshot the tables a view reads may not exist yet: then the view is absent.
+            with contextlib.suppress(duckdb.CatalogException):
                 self.con.execute(f"CREATE TEMP VIEW {name} AS {body}")
-            except duckdb.CatalogException:
-                pass  # an early snapshot, from before the tables the view reads existed
 
     def __enter__(self) -> Catalog:
         return self
@@ -220,7 +263,7 @@ def ensure_writable(location: CatalogLocation) -> None:
 @contextmanager
 def _write_lock(location: CatalogLocation) -> Iterator[None]:
     """One writer at a time: the second waits up to $TRACEBANK_LOCK_TIMEOUT s, then fails clearly."""
-    timeout = float(os.environ.get(LOCK_TIMEOUT_ENV, "60"))
+    timeout = lock_timeout()
     fd = os.open(location.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         deadline = time.monotonic() + timeout
@@ -243,18 +286,6 @@ def _write_lock(location: CatalogLocation) -> Iterator[None]:
         os.close(fd)  # closing the descriptor releases the lock
 
 
-def _connect_for_write(location: CatalogLocation) -> duckdb.DuckDBPyConnection:
-    """Attach read-write, waiting while a reader of a DuckDB-file catalog holds its file lock."""
-    deadline = time.monotonic() + float(os.environ.get(LOCK_TIMEOUT_ENV, "60"))
-    while True:
-        try:
-            return _connect(location, read_only=False)
-        except TracebankError:
-            if time.monotonic() >= deadline:
-                raise
-            time.sleep(0.2)
-
-
 def init(location: CatalogLocation, backend: str = "duckdb") -> bool:
     """Create the catalog and its tables; returns False if it already existed."""
     if backend not in METADATA_FILES:
@@ -266,7 +297,7 @@ def init(location: CatalogLocation, backend: str = "duckdb") -> bool:
     ensure_writable(location)
     with _write_lock(location):
         try:
-            con = _connect(location, read_only=False, backend=backend)
+            con = _attach(location, read_only=False, backend=backend)
             try:
                 con.execute(f"CALL {ALIAS}.set_option('data_inlining_row_limit', 0)")  # data lives in Parquet
                 _create_tables(con, "tracebank init")
@@ -333,7 +364,7 @@ def writing(location: CatalogLocation, message: str, extra: dict[str, Any] | Non
     if not location.exists():
         init(location)
     with _write_lock(location):
-        con = _connect_for_write(location)
+        con = _attach(location, read_only=False)
         try:
             _create_tables(con, "tracebank: add tables")
             con.execute("BEGIN")

@@ -18,6 +18,7 @@ from tracebank.config import load_yaml, make
 from tracebank.errors import TracebankError
 from tracebank.summary import describe
 from tracebank.ui import console as err_console
+from tracebank.ui import frame_table
 
 app = typer.Typer(
     help="Build, curate, version and publish datasets of teacher reasoning traces; train students from them.",
@@ -35,15 +36,6 @@ CatalogOption = Annotated[
     str | None,
     typer.Option("--catalog", envvar=catalog_mod.CATALOG_ENV, help="Catalog directory (default ./.tracebank)."),
 ]
-
-
-def _frame_table(frame: Any, title: str | None = None, max_rows: int | None = None) -> Table:
-    table = Table(title=title, show_lines=False)
-    for column in frame.columns:
-        table.add_column(column, overflow="fold")
-    for row in frame.head(max_rows).iter_rows() if max_rows else frame.iter_rows():
-        table.add_row(*("" if v is None else str(v) for v in row))
-    return table
 
 
 @app.command()
@@ -171,7 +163,29 @@ def versions(dataset: Annotated[str, typer.Argument()], catalog: CatalogOption =
     if frame.is_empty():
         out.print(f"{dataset} has no releases yet")
         return
-    out.print(_frame_table(frame, title=f"releases of {dataset}"))
+    out.print(frame_table(frame, title=f"releases of {dataset}"))
+
+
+@app.command("diff")
+def diff_cmd(
+    old: Annotated[str, typer.Argument(help="The earlier release, DATASET@vN.")],
+    new: Annotated[str, typer.Argument(help="The later release, DATASET@vM.")],
+    catalog: CatalogOption = None,
+) -> None:
+    """Show rows added and removed per split and rule, and the funnel change, between two releases."""
+    from tracebank.diff import diff
+    from tracebank.releases import ReleaseRef
+
+    result = diff(catalog_mod.locate(catalog), ReleaseRef.parse(old), ReleaseRef.parse(new))
+    a, b = result.a, result.b
+    out.print(
+        f"{a['dataset']}@v{a['version']} (snapshot {a['snapshot_id']}, policy {a['policy_name']}) -> "
+        f"{b['dataset']}@v{b['version']} (snapshot {b['snapshot_id']}, policy {b['policy_name']}): "
+        f"{result.added} rows added, {result.removed} removed, {result.moved} traces changed split"
+    )
+    if result.changes.height:
+        out.print(frame_table(result.changes, title="rows added and removed"))
+    out.print(frame_table(result.funnel, title="funnel"))
 
 
 def _write_rows(frame: Any, fmt: str, max_rows: int) -> None:
@@ -184,7 +198,7 @@ def _write_rows(frame: Any, fmt: str, max_rows: int) -> None:
         for row in rows:
             writer.writerow([orjson.dumps(v).decode() if isinstance(v, (list, dict)) else v for v in row.values()])
     else:
-        out.print(_frame_table(frame, max_rows=max_rows))
+        out.print(frame_table(frame, max_rows=max_rows))
         if frame.height > max_rows:
             out.print(f"[dim]{frame.height} rows; showing {max_rows} (--max-rows, or --format csv/json for all)[/]")
 
@@ -227,6 +241,34 @@ def card(
 
     path = render_card(catalog_mod.locate(catalog), ReleaseRef.parse(release), out_dir, license)
     out.print(f"wrote {path}")
+
+
+@app.command()
+def publish(
+    release: Annotated[str, typer.Argument(help="DATASET@vN to publish.")],
+    to: Annotated[str, typer.Option("--to", help="A directory, or hf://ORG/NAME to upload to the Hugging Face Hub.")],
+    license: Annotated[str, typer.Option(help="License for the card header (an HF license id).")] = "other",
+    private: Annotated[bool, typer.Option("--private", help="Create the Hub repository as private.")] = False,
+    catalog: CatalogOption = None,
+) -> None:
+    """Publish a release as an HF-datasets folder (Parquet per split, card, plots) or to the Hub."""
+    from tracebank.data_cards.publish import publish as publish_release
+    from tracebank.releases import ReleaseRef
+
+    result = publish_release(catalog_mod.locate(catalog), ReleaseRef.parse(release), to, license, private)
+    rows = ", ".join(f"{split}: {n}" for split, n in sorted(result.splits.items()))
+    out.print(f"published {result.release} to {result.target} ({rows})")
+
+
+@app.command()
+def shell(
+    at: Annotated[int | None, typer.Option("--at", help="Open the catalog as of this snapshot.")] = None,
+    catalog: CatalogOption = None,
+) -> None:
+    """Open an interactive read-only SQL prompt on the catalog (statements end with ';')."""
+    from tracebank.shell import run_shell
+
+    run_shell(catalog_mod.locate(catalog), snapshot=at, out=out)
 
 
 @train_app.command("sft")

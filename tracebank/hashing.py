@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import orjson
@@ -30,5 +31,15 @@ def request_key(model: str, messages: list[dict[str, str]], params: dict[str, An
 
 
 def unit_interval(salt: str, key: str) -> float:
-    """A stable pseudo-random number in [0, 1) for ``key``: used to assign splits by prompt."""
-    return xxhash.xxh64_intdigest(f"{salt}\x00{key}".encode()) / 2**64
+    """A stable pseudo-random number in [0, 1) for ``key``: used to assign splits by prompt.
+
+    The first 8 bytes of MD5(salt NUL key) as a little-endian integer over 2**64: exactly DuckDB's
+    ``md5_number_upper(salt || chr(0) || key) / 2**64``, so SQL and Python assign the same split.
+    """
+    head = hashlib.md5(f"{salt}\x00{key}".encode()).digest()[:8]
+    return int.from_bytes(head, "little") / 2**64
+
+
+def unit_interval_sql(salt_literal: str, key_column: str) -> str:
+    """The SQL expression equal to :func:`unit_interval` (salt given as a SQL literal)."""
+    return f"(md5_number_upper({salt_literal} || chr(0) || {key_column}) / 18446744073709551616.0)"

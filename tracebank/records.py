@@ -124,6 +124,31 @@ RUNS = _schema(
     ("code_version", pa.string(), False),
 )
 
+CHUNKS = _schema(
+    ("trace_id", pa.string(), False),
+    ("dataset", pa.string(), False),
+    ("chunk_idx", pa.int32(), False),
+    ("text", pa.string(), False),
+    ("char_start", pa.int64(), False),  # span of the chunk in the trace's rationale
+    ("char_end", pa.int64(), False),
+    ("kind", pa.string(), False),  # reasoning | compute | restate | summary
+    ("score", pa.float64(), True),
+    ("scorer", pa.string(), True),
+    ("run_id", pa.string(), False),
+)
+
+PAIRS = _schema(
+    ("pair_id", pa.string(), False),
+    ("dataset", pa.string(), False),
+    ("prompt_id", pa.string(), False),
+    ("chosen_trace_id", pa.string(), False),
+    ("rejected_trace_id", pa.string(), False),
+    ("kind", pa.string(), False),  # e.g. teacher_vs_student, correct_vs_wrong
+    ("margin", pa.float64(), True),
+    ("run_id", pa.string(), False),
+    ("created_at", TIMESTAMP, False),
+)
+
 TABLES: dict[str, pa.Schema] = {
     "prompts": PROMPTS,
     "traces": TRACES,
@@ -131,6 +156,8 @@ TABLES: dict[str, pa.Schema] = {
     "decisions": DECISIONS,
     "releases": RELEASES,
     "runs": RUNS,
+    "chunks": CHUNKS,
+    "pairs": PAIRS,
 }
 
 _DUCKDB_TYPES = {

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -23,15 +24,20 @@ from tracebank.hashing import canonical_json, digest
 
 REF = re.compile(r"^(?P<dataset>[A-Za-z0-9][A-Za-z0-9_.-]*?)(?:@(?:v(?P<version>\d+)|(?P<latest>latest)))?$")
 
-INPUTS_DIGEST_SQL = """
-SELECT md5(coalesce(string_agg(row, '\n' ORDER BY row), '')) FROM (
-    SELECT concat_ws('|', 't', trace_id, coalesce(rationale, '')) AS row FROM traces WHERE dataset = $dataset
-    UNION ALL
-    SELECT concat_ws('|', 's', trace_id, filter, metric, coalesce(CAST(value AS VARCHAR), ''), coalesce(detail, ''),
-                     coalesce(CAST(passed AS VARCHAR), ''), coalesce(reason, ''), filter_version)
-    FROM scores WHERE dataset = $dataset
-)
-"""
+INPUT_TABLES = ("prompts", "traces", "scores")
+
+
+def inputs_digest(con: duckdb.DuckDBPyConnection) -> str:
+    """Digest of the Parquet data and delete files the release read.
+
+    DuckLake files are immutable and uniquely named, and a change to any row writes a new file,
+    so the file list identifies the inputs exactly, at a cost independent of the number of rows.
+    """
+    files = []
+    for table in INPUT_TABLES:
+        rows = con.execute("SELECT data_file, delete_file FROM ducklake_list_files('lake', ?)", [table]).fetchall()
+        files.append([table, sorted((Path(data).name, Path(delete).name if delete else "") for data, delete in rows)])
+    return digest(files)
 
 
 @dataclass(frozen=True)
@@ -110,12 +116,10 @@ def _decisions_digest(policy: Policy, decisions: pa.Table) -> str:
     return digest(canonical_json(policy.as_dict()).decode(), "\n".join(rows.to_list()))
 
 
+# Scores only ever name traces of their dataset, so a filter's unscored traces are the difference.
 UNSCORED_SQL = """
-SELECT f.filter, count(*) AS n
-FROM traces t CROSS JOIN (SELECT DISTINCT filter FROM scores WHERE dataset = $dataset) f
-WHERE t.dataset = $dataset
-  AND NOT EXISTS (SELECT 1 FROM scores s WHERE s.trace_id = t.trace_id AND s.filter = f.filter)
-GROUP BY f.filter ORDER BY f.filter
+SELECT filter, (SELECT count(*) FROM traces WHERE dataset = $dataset) - count(DISTINCT trace_id) AS n
+FROM scores WHERE dataset = $dataset GROUP BY filter HAVING n > 0 ORDER BY filter
 """
 
 
@@ -160,7 +164,7 @@ def curate(
         release = {
             "dataset": dataset, "version": version, "snapshot_id": snapshot_id, "message": message,
             "policy_name": policy.name, "policy": policy_text, "config": canonical_json(policy.as_dict()).decode(),
-            "inputs_digest": con.execute(INPUTS_DIGEST_SQL, {"dataset": dataset}).fetchone()[0],
+            "inputs_digest": inputs_digest(con),
             "decisions_digest": decisions_digest, "git_sha": provenance.git_sha(), "code_version": __version__,
             "teachers": _teachers(con, dataset), "counts": counts, "created_at": records.now(),
         }  # fmt: skip

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
 
 console = Console(stderr=True)
 
@@ -28,3 +30,13 @@ def progress(description: str, total: int | None) -> Iterator[Progress]:
     with bar:
         bar.add_task(description, total=total, status="")
         yield bar
+
+
+def frame_table(frame: Any, title: str | None = None, max_rows: int | None = None) -> Table:
+    """A polars DataFrame as a rich table (the first ``max_rows`` rows)."""
+    table = Table(title=title)
+    for column in frame.columns:
+        table.add_column(column, overflow="fold")
+    for row in frame.head(max_rows).iter_rows() if max_rows else frame.iter_rows():
+        table.add_row(*("" if v is None else str(v) for v in row))
+    return table

@@ -56,3 +56,35 @@ def test_size_categories():
         "10K<n<100K",
         "n>1M",
     ]
+
+
+def test_card_links_plots_drawn_from_the_release(location, released, tmp_path):
+    path = render_card(location, ReleaseRef.parse(released), tmp_path / "cards")
+    text = path.read_text()
+    for name in ("trace_length", "pass_rate", "samples_per_prompt"):
+        image = path.parent / "v1" / f"{name}.png"
+        assert image.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"(v1/{name}.png)" in text
+
+
+def test_chunk_metrics_appear_when_chunks_exist(location, released, tmp_path):
+    import pyarrow as pa
+
+    from tracebank import records
+
+    with catalog.Catalog(location) as cat:
+        kept = cat.sql("SELECT trace_id FROM decisions WHERE keep ORDER BY trace_id LIMIT 2")["trace_id"].to_list()
+    rows = [
+        {"trace_id": t, "dataset": released, "chunk_idx": i, "text": "step", "char_start": 0, "char_end": 4,
+         "kind": kind, "score": score, "scorer": "test", "run_id": "r"}
+        for t in kept for i, (kind, score) in enumerate([("reasoning", 0.5), ("compute", 1.0)])
+    ]  # fmt: skip
+    with catalog.writing(location, "chunks") as writer:
+        writer.insert("chunks", pa.Table.from_pylist(rows, schema=records.CHUNKS))
+    assert (
+        "Rationale chunks" not in render_card(location, ReleaseRef.parse(f"{released}@v1"), tmp_path / "a").read_text()
+    )
+    renamed = {**POLICY, "name": "correct-again"}  # same decisions, a new release that sees the chunks
+    releases.curate(location, released, Policy.from_dict(renamed), yaml.safe_dump(renamed), "with chunks")
+    text = render_card(location, ReleaseRef.parse(f"{released}@v2"), tmp_path / "b").read_text()
+    assert "| compute | 2 | 2 | 1.000 |" in text and "| reasoning | 2 | 2 | 0.500 |" in text

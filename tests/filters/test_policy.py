@@ -124,3 +124,11 @@ def test_policy_file_errors(tmp_path):
     (tmp_path / "bad.yaml").write_text("name: [unclosed")
     with pytest.raises(TracebankError, match="invalid YAML"):
         Policy.load(tmp_path / "bad.yaml")
+
+
+def test_sql_and_python_assign_the_same_split(location, scored):
+    policy = Policy.from_dict({**CORRECT_ONLY, "splits": {"train": 0.6, "dev": 0.25, "test": 0.15}})
+    decisions = _decide(location, scored, policy)
+    assert all(d["split"] == policy.split_of(d["prompt_id"], None) for d in decisions)
+    spread = [policy.split_of(str(i), None) for i in range(3000)]
+    assert 0.55 < spread.count("train") / 3000 < 0.65 and 0.1 < spread.count("test") / 3000 < 0.2

@@ -1,0 +1,165 @@
+"""Catalog at scale: SQL, curate and diff on N synthetic traces, against plain DuckDB on the raw Parquet.
+
+    .venv/bin/python bench/catalog_scale.py                 # 1,000,000 traces (about 3 minutes on 2 cores)
+    .venv/bin/python bench/catalog_scale.py --traces 100000
+
+Builds a DuckLake catalog with N traces (4 per prompt) and their correctness and exact-duplicate
+scores, then times, in the same run: a typical aggregate `tracebank sql` query, a full curate
+(policy evaluation + release commit), and a diff of two releases, each next to the same query run
+by plain DuckDB over the DuckLake data files read as raw Parquet. Targets (2 cores, 1M traces):
+sql <= 2 s, curate <= 60 s, overhead vs plain DuckDB <= 1.5x.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import duckdb
+from tracebank.filters.policy import Policy, decide
+
+from tracebank import catalog, releases
+from tracebank.diff import CHANGES_SQL, FUNNEL_SQL, MOVED_SQL, diff
+from tracebank.releases import ReleaseRef
+
+ROOT = Path(__file__).resolve().parents[1]
+POLICY_FILE = ROOT / "recipes" / "policies" / "correct-only.yaml"
+AGGREGATE = """
+SELECT t.model, t.strategy, round(avg(s.value), 4) AS pass_rate, count(*) AS traces
+FROM scores s JOIN traces t ON t.trace_id = s.trace_id
+WHERE s.metric = 'correct' AND t.dataset = 'scale'
+GROUP BY ALL ORDER BY ALL
+"""
+
+FILL = """
+INSERT INTO lake.prompts
+SELECT md5('p' || i) AS prompt_id, 'scale', NULL, 'math', [{'role': 'user', 'content': 'Question ' || i || '?'}],
+       '#### ' || (i % 97), 'synthetic', i::VARCHAR, NULL, now()
+FROM range($prompts) r(i);
+INSERT INTO lake.traces
+SELECT md5('t' || i), md5('p' || (i // 4)), 'scale', CASE WHEN i % 8 = 7 THEN 'student' ELSE 'teacher' END,
+       'model-' || (i % 3), 'synthetic', ['default', 'concise', 'verify'][1 + (i % 3)], (i % 4)::INTEGER,
+       {'temperature': 0.7, 'top_p': 0.95, 'max_new_tokens': 512, 'seed': i % 4}, md5('t' || i),
+       'Step one: compute ' || i || ' items. Step two: check the work carefully. ' || repeat('reasoning ', 15) || '#### ' || (i % 5),
+       (i % 5)::VARCHAR, CASE WHEN i % 50 = 0 THEN 'length' ELSE 'stop' END, 40, 120, 0.0, 1.5, 'synthetic-run',
+       NULL, NULL, now()
+FROM range($traces) r(i);
+INSERT INTO lake.scores
+SELECT md5('t' || i), 'scale', 'correctness', m.metric,
+       CASE WHEN m.metric = 'correct' THEN (i % 3 = 0)::INTEGER::DOUBLE END,
+       CASE WHEN m.metric = 'extracted' THEN (i % 5)::VARCHAR END,
+       i % 3 = 0, CASE WHEN i % 3 = 0 THEN 'correct' ELSE 'mismatch' END, '1', 'synthetic-score', now()
+FROM range($traces) r(i), (VALUES ('correct'), ('extracted')) m(metric);
+INSERT INTO lake.scores
+SELECT md5('t' || i), 'scale', 'exact_dup', m.metric,
+       CASE WHEN m.metric = 'is_duplicate' THEN (i % 11 = 0)::INTEGER::DOUBLE WHEN m.metric = 'group_size' THEN 1 END,
+       NULL, i % 11 <> 0, CASE WHEN i % 11 = 0 THEN 'duplicate' ELSE 'unique' END, '1', 'synthetic-score', now()
+FROM range($traces) r(i), (VALUES ('is_duplicate'), ('group_size')) m(metric);
+"""
+
+
+def timed(fn):
+    start = time.perf_counter()
+    result = fn()
+    return time.perf_counter() - start, result
+
+
+def fill(location: catalog.CatalogLocation, traces: int) -> None:
+    catalog.init(location)
+    with catalog.writing(location, f"synthetic {traces} traces") as writer:
+        for statement in FILL.strip().split(";\n"):
+            writer.execute(statement.replace("$prompts", str(traces // 4)).replace("$traces", str(traces)))
+
+
+def data_files(location: catalog.CatalogLocation) -> dict[str, list[str]]:
+    """The Parquet files behind each table, as DuckLake lists them."""
+    sql = "SELECT data_file FROM ducklake_list_files('lake', ?)"
+    with catalog.Catalog(location) as cat:
+        return {
+            name: [r[0] for r in cat.con.execute(sql, [name]).fetchall()]
+            for name in ("prompts", "traces", "scores", "decisions")
+        }
+
+
+def raw_parquet(files: dict[str, list[str]]) -> duckdb.DuckDBPyConnection:
+    """Plain DuckDB with one view per table over the DuckLake data files (the baseline)."""
+    con = duckdb.connect()
+    for name, paths in files.items():
+        if paths:
+            con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet({paths!r})")
+    return con
+
+
+def plain_curate(files: dict[str, list[str]], policy: Policy, out: Path) -> None:
+    """The baseline curate: the same decisions over raw Parquet, written to a Parquet file."""
+    con = raw_parquet(files)
+    con.register("decided", decide(con, "scale", policy))
+    con.execute(f"COPY decided TO '{out}' (FORMAT parquet)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--traces", type=int, default=1_000_000)
+    parser.add_argument("--dir", type=Path, help="where to build the catalog (default: a temp dir, removed after)")
+    args = parser.parse_args()
+    work = args.dir or Path(tempfile.mkdtemp(prefix="tracebank-scale-"))
+    location = catalog.locate(work / "catalog")
+    print(f"uptime: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}")
+    seconds, _ = timed(lambda: fill(location, args.traces))
+    print(f"filled {args.traces:,} traces + {4 * args.traces:,} score rows in {seconds:.1f}s")
+
+    policy, text = Policy.load(POLICY_FILE)
+    capped = Policy.from_dict({**policy.as_dict(), "name": "capped", "max_per_prompt": 1})
+    rows = []
+
+    def api_query():
+        with catalog.Catalog(location) as cat:
+            return cat.sql(AGGREGATE)
+
+    files = data_files(location)
+    sql_s, _ = timed(api_query)
+    cli = [sys.executable, "-m", "tracebank", "sql", AGGREGATE, "--catalog", str(location.home), "-f", "csv"]
+    cli_s, _ = timed(lambda: subprocess.run(cli, check=True, capture_output=True))
+    plain_sql_s, _ = timed(lambda: raw_parquet(files).execute(AGGREGATE).fetchall())
+    rows.append(("sql aggregate (open + query)", sql_s, plain_sql_s, 2.0))
+    rows.append(("sql aggregate (CLI process)", cli_s, plain_sql_s, 2.0))
+
+    curate_s, first = timed(lambda: releases.curate(location, "scale", policy, text, "bench v1"))
+    plain_curate_s, _ = timed(lambda: plain_curate(files, policy, work / "plain-decisions.parquet"))
+    rows.append(("curate (decide + write decisions)", curate_s, plain_curate_s, 60.0))
+    releases.curate(location, "scale", capped, "capped", "bench v2")
+
+    files = data_files(location)  # now with both releases' decisions
+    diff_s, result = timed(lambda: diff(location, ReleaseRef.parse("scale@v1"), ReleaseRef.parse("scale@v2")))
+    bind = {"a_dataset": "scale", "a_version": 1, "b_dataset": "scale", "b_version": 2}
+
+    def plain_diff():
+        con = raw_parquet(files)
+        return (
+            con.execute(CHANGES_SQL, bind).fetchall(),
+            con.execute(FUNNEL_SQL, bind).fetchall(),
+            con.execute(MOVED_SQL, bind).fetchall(),
+        )
+
+    plain_diff_s, _ = timed(plain_diff)
+    rows.append(("diff v1 -> v2", diff_s, plain_diff_s, None))
+
+    kept = sum(c["n"] for c in first.counts if c["keep"])
+    print(f"release v1 kept {kept:,} of {args.traces:,}; diff: {result.added:,} added, {result.removed:,} removed\n")
+    print(f"{'operation':36} {'tracebank':>10} {'plain duckdb':>13} {'ratio':>7} {'target':>8}")
+    for name, ours, theirs, target in rows:
+        status = "" if target is None else ("ok" if ours <= target else "MISS")
+        print(
+            f"{name:36} {ours:>9.2f}s {theirs:>12.2f}s {ours / theirs:>6.2f}x {'' if target is None else f'{target:.0f}s':>6} {status}"
+        )
+    if not args.dir:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
