@@ -21,10 +21,10 @@ import time
 from pathlib import Path
 
 import duckdb
-from tracebank.filters.policy import Policy, decide
 
 from tracebank import catalog, releases
 from tracebank.diff import CHANGES_SQL, FUNNEL_SQL, MOVED_SQL, diff
+from tracebank.filters.policy import Policy, decide
 from tracebank.releases import ReleaseRef
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -10,7 +10,6 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from tracebank.builders.base import Request, SamplingParams
-
 from tracebank.hashing import request_key
 from tracebank.tasks import get_task
 

@@ -12,12 +12,12 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import pyarrow as pa
-from tracebank.builders.base import BACKENDS, Request, Response, SamplingParams, Teacher, make_teacher
-from tracebank.builders.cache import RequestCache
-from tracebank.builders.plans import STRATEGIES, plan_requests
 
 from tracebank import catalog as catalog_mod
 from tracebank import provenance, records, ui
+from tracebank.builders.base import BACKENDS, Request, Response, SamplingParams, Teacher, make_teacher
+from tracebank.builders.cache import RequestCache
+from tracebank.builders.plans import STRATEGIES, plan_requests
 from tracebank.errors import TracebankError
 from tracebank.importer import POLICIES
 from tracebank.models import DEFAULT_MODEL

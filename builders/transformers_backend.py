@@ -7,8 +7,8 @@ from collections.abc import Iterator, Sequence
 from itertools import groupby
 
 import xxhash
-from tracebank.builders.base import Request, Response
 
+from tracebank.builders.base import Request, Response
 from tracebank.models import resolve_model
 
 

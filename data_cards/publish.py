@@ -18,9 +18,9 @@ from typing import Any, Protocol
 import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
-from tracebank.data_cards.render import write_card
 
 from tracebank import catalog as catalog_mod
+from tracebank.data_cards.render import write_card
 from tracebank.errors import TracebankError
 from tracebank.releases import ReleaseRef, resolve
 from tracebank.tasks import get_task

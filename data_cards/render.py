@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-from tracebank.data_cards.plots import render_plots
 
 from tracebank import catalog as catalog_mod
+from tracebank.data_cards.plots import render_plots
 from tracebank.errors import TracebankError
 from tracebank.releases import ReleaseRef, resolve
 from tracebank.tasks import get_task

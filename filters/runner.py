@@ -12,13 +12,13 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import polars as pl
-from tracebank.filters.base import Scorer, check_reads, to_scores
-from tracebank.filters.correctness import Correctness
-from tracebank.filters.duplicates import ExactDuplicate
 
 from tracebank import catalog as catalog_mod
 from tracebank import provenance, records
 from tracebank.errors import TracebankError
+from tracebank.filters.base import Scorer, check_reads, to_scores
+from tracebank.filters.correctness import Correctness
+from tracebank.filters.duplicates import ExactDuplicate
 
 FILTERS: dict[str, Callable[[], Scorer]] = {"correctness": Correctness, "exact_dup": ExactDuplicate}
 DEFAULT_FILTERS = ("correctness", "exact_dup")

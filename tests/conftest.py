@@ -7,11 +7,11 @@ from pathlib import Path
 
 import orjson
 import pytest
-from tracebank.builders.runner import BuildConfig, build
-from tracebank.filters.runner import ScoreConfig, score
 
 from tests.fakes import QUESTIONS, FakeTeacher
 from tracebank import catalog
+from tracebank.builders.runner import BuildConfig, build
+from tracebank.filters.runner import ScoreConfig, score
 from tracebank.importer import ColumnMap, ImportConfig, import_data
 
 

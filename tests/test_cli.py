@@ -133,6 +133,10 @@ def test_same_curate_again_says_so(released, tmp_path):
         (["train", "sft", "--release", "d@v4"], ["no version v4"]),
         (["build", "d", "--config", "{tmp}/bad-build.yaml"], ["unknown key 'colour'"]),
         (["run", "{tmp}/absent-recipe.yaml"], ["no such recipe"]),
+        (["pairs", "d@v1"], ["has no pairs", "--policy student"]),
+        (["train", "orpo", "--release", "d@v1"], ["has no pairs", "tracebank pairs d@v1"]),
+        (["eval", "--student", "m"], ["either --release"]),
+        (["eval", "--student", "m", "--release", "d@v1", "--split", "dev"], ["no prompts in split 'dev'"]),
     ],
 )
 def test_bad_input_exits_nonzero_with_one_line_and_changes_nothing(released, tmp_path, args, fragments):

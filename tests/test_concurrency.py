@@ -10,10 +10,10 @@ import time
 import orjson
 import pytest
 import yaml
-from tracebank.filters.policy import Policy
 
 from tests.conftest import QUESTIONS
 from tracebank import catalog, releases
+from tracebank.filters.policy import Policy
 
 POLICIES = [
     {
@@ -42,11 +42,10 @@ def _curate(location, dataset, policy):
 @pytest.fixture
 def sqlite_scored(tmp_path):
     """The scored toy dataset in a SQLite-metadata catalog."""
-    from tracebank.builders.runner import BuildConfig, build
-    from tracebank.filters.runner import ScoreConfig, score
-
     from tests.conftest import write_jsonl
     from tests.fakes import FakeTeacher
+    from tracebank.builders.runner import BuildConfig, build
+    from tracebank.filters.runner import ScoreConfig, score
     from tracebank.importer import ColumnMap, ImportConfig, import_data
 
     location = catalog.locate(tmp_path / "sqlite-catalog")

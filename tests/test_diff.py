@@ -1,12 +1,12 @@
 import pytest
-from tracebank.builders.runner import BuildConfig, build
-from tracebank.filters.policy import Policy
-from tracebank.filters.runner import ScoreConfig, score
 
 from tests.fakes import FakeTeacher
 from tracebank import releases
+from tracebank.builders.runner import BuildConfig, build
 from tracebank.diff import diff
 from tracebank.errors import TracebankError
+from tracebank.filters.policy import Policy
+from tracebank.filters.runner import ScoreConfig, score
 from tracebank.releases import ReleaseRef
 
 KEEP_CORRECT = {

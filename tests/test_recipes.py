@@ -45,6 +45,9 @@ def test_vars_are_substituted_with_their_types_and_overridable(tmp_path):
         ("dataset: toy\nsteps:\n  - score: {filters: [vibes]}\n", None, "unknown filter"),
         ("dataset: toy\nvars: {a: 1}\nsteps:\n  - score: {}\n", {"b": 2}, "--set b: the recipe declares no such var"),
         ("dataset: toy\nsteps: [\n", None, "invalid YAML"),
+        ("dataset: toy\nsteps:\n  - eval: {split: test}\n", None, "needs student"),
+        ("dataset: toy\nsteps:\n  - train_orpo: {method: dpo}\n", None, "unknown key 'method'"),
+        ("dataset: toy\nsteps:\n  - pairs: {rejected_from: [judge]}\n", None, "rejected_from"),
         ("dataset: toy\ncolour: red\nsteps:\n  - score: {}\n", None, "unknown key 'colour'"),
     ],
 )
@@ -59,3 +62,15 @@ def test_demo_recipe_loads(tmp_path):
     dataset, steps = load_recipe(Path(__file__).resolve().parents[1] / "recipes" / "demo.yaml")
     assert dataset == "gsm8k-demo"
     assert [s.kind for s in steps] == ["import", "import", "build", "score", "curate", "card", "train_sft"]
+
+
+def test_preference_steps_default_to_the_latest_release(tmp_path):
+    text = "dataset: toy\nsteps:\n  - pairs: {max_per_prompt: 2}\n  - train_orpo: {max_steps: 3}\n  - train_dpo: {}\n  - eval: {student: m, limit: 5}\n"
+    _, steps = load_recipe(_recipe(tmp_path, text))
+    assert [s.kind for s in steps] == ["pairs", "train_orpo", "train_dpo", "eval"]
+    assert [s.summary for s in steps] == [
+        "pair toy@latest",
+        "ORPO smollm2-135m-instruct on toy@latest",
+        "DPO smollm2-135m-instruct on toy@latest",
+        "evaluate m",
+    ]

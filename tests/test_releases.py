@@ -1,11 +1,11 @@
 import pytest
-from tracebank.builders.runner import BuildConfig, build
-from tracebank.filters.policy import Policy
 
 from tests.conftest import tree_fingerprint
 from tests.fakes import FakeTeacher
 from tracebank import catalog, releases
+from tracebank.builders.runner import BuildConfig, build
 from tracebank.errors import TracebankError
+from tracebank.filters.policy import Policy
 from tracebank.releases import ReleaseRef
 
 POLICY = {

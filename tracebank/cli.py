@@ -10,15 +10,16 @@ from typing import Annotated, Any
 import orjson
 import typer
 import yaml
-from rich.console import Console
 from rich.table import Table
 
 from tracebank import catalog as catalog_mod
-from tracebank.config import load_yaml, make
+from tracebank import cli_train
+from tracebank.cli_options import CatalogOption
+from tracebank.config import make, overlay
 from tracebank.errors import TracebankError
 from tracebank.summary import describe
 from tracebank.ui import console as err_console
-from tracebank.ui import frame_table
+from tracebank.ui import frame_table, out
 
 app = typer.Typer(
     help="Build, curate, version and publish datasets of teacher reasoning traces; train students from them.",
@@ -26,16 +27,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-train_app = typer.Typer(help="Train students from curated releases with TRL.", no_args_is_help=True)
-app.add_typer(train_app, name="train")
-out = Console(soft_wrap=True)
-if not out.is_terminal:
-    out = Console(soft_wrap=True, width=240)  # piped output: wide tables rather than folded cells
-
-CatalogOption = Annotated[
-    str | None,
-    typer.Option("--catalog", envvar=catalog_mod.CATALOG_ENV, help="Catalog directory (default ./.tracebank)."),
-]
+app.add_typer(cli_train.train_app, name="train")
+app.command()(cli_train.pairs)
+app.command("eval")(cli_train.eval_cmd)
 
 
 @app.command()
@@ -73,18 +67,6 @@ def import_cmd(
     out.print(describe(import_data(catalog_mod.locate(catalog), cfg)))
 
 
-def _options(config_file: Path | None, cli_values: dict[str, Any]) -> dict[str, Any]:
-    """Config values from a YAML file, overridden by the flags given on the command line."""
-    values: dict[str, Any] = {}
-    if config_file is not None:
-        loaded = load_yaml(config_file, "config file") or {}
-        if not isinstance(loaded, dict):
-            raise TracebankError(f"{config_file}: expected a mapping of config fields")
-        values.update(loaded)
-    values.update({k: v for k, v in cli_values.items() if v is not None})
-    return values
-
-
 @app.command("build")
 def build_cmd(
     dataset: Annotated[str, typer.Argument(help="Dataset whose prompts to answer.")],
@@ -109,7 +91,7 @@ def build_cmd(
     flags = {k: v for k, v in locals().items() if k not in ("dataset", "config", "catalog", "refresh")}
     from tracebank.builders.runner import BuildConfig, build
 
-    values = _options(config, flags)
+    values = overlay(config, flags)
     cfg = make(BuildConfig, {**values, "dataset": dataset, "refresh": refresh or values.get("refresh", False)}, "build")
     out.print(describe(build(catalog_mod.locate(catalog), cfg)))
 
@@ -269,37 +251,6 @@ def shell(
     from tracebank.shell import run_shell
 
     run_shell(catalog_mod.locate(catalog), snapshot=at, out=out)
-
-
-@train_app.command("sft")
-def train_sft_cmd(
-    release: Annotated[str, typer.Option(help="DATASET@vN to train on.")],
-    student: Annotated[
-        str | None, typer.Option(help="Student model: embedded name, local path or cached hub id.")
-    ] = None,
-    out_dir: Annotated[
-        str | None, typer.Option("--out", help="Output directory (default <catalog>/models/<dataset>-v<N>-sft).")
-    ] = None,
-    split: Annotated[str | None, typer.Option()] = None,
-    max_steps: Annotated[int | None, typer.Option()] = None,
-    learning_rate: Annotated[float | None, typer.Option()] = None,
-    batch_size: Annotated[int | None, typer.Option()] = None,
-    max_length: Annotated[int | None, typer.Option()] = None,
-    seed: Annotated[int | None, typer.Option()] = None,
-    force: Annotated[bool, typer.Option("--force", help="Train again even if already trained.")] = False,
-    config: Annotated[
-        Path | None, typer.Option("--config", help="YAML file of SFT settings (flags override it).")
-    ] = None,
-    catalog: CatalogOption = None,
-) -> None:
-    """Supervised fine-tuning on a release's kept traces (TRL SFTTrainer)."""
-    from tracebank.train.sft import SFTConfig, train_sft
-
-    cli = {"release": release, "student": student, "output_dir": out_dir, "split": split, "max_steps": max_steps,
-           "learning_rate": learning_rate, "batch_size": batch_size, "max_length": max_length, "seed": seed}  # fmt: skip
-    values = _options(config, cli)
-    cfg = make(SFTConfig, {**values, "force": force or values.get("force", False)}, "train sft")
-    out.print(describe(train_sft(catalog_mod.locate(catalog), cfg)))
 
 
 @app.command()

@@ -40,3 +40,15 @@ def field_names(cls: type, *exclude: str) -> set[str]:
 def make(cls: type, values: dict[str, Any], where: str) -> Any:
     """Instantiate a config dataclass from a mapping; its ``__post_init__`` validates the values."""
     return cls(**check_keys(values, field_names(cls), where))
+
+
+def overlay(config_file: Path | None, flags: dict[str, Any]) -> dict[str, Any]:
+    """Values from a YAML config file, overridden by the command-line flags that were given (not None)."""
+    values: dict[str, Any] = {}
+    if config_file is not None:
+        loaded = load_yaml(config_file, "config file") or {}
+        if not isinstance(loaded, dict):
+            raise TracebankError(f"{config_file}: expected a mapping of config fields")
+        values.update(loaded)
+    values.update({k: v for k, v in flags.items() if v is not None})
+    return values

@@ -1,8 +1,10 @@
 """``tracebank run RECIPE.yaml``: a whole pipeline from one YAML file.
 
 A recipe names a dataset, optional ``vars`` (overridable with ``--set name=value``) and ordered
-steps: ``import``, ``build``, ``score``, ``curate``, ``card``, ``train_sft``. Each step's keys are
-the fields of that stage's config. Every step is validated before the first one runs.
+steps: ``import``, ``build``, ``score``, ``curate``, ``card``, ``pairs``, ``train_sft``,
+``train_orpo``, ``train_dpo``, ``eval``. Each step's keys are the fields of that stage's config;
+pairing, training and evaluation default to the dataset's latest release. Every step is
+validated before the first one runs.
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ from tracebank.filters.policy import Policy
 from tracebank.filters.runner import ScoreConfig, score
 from tracebank.importer import ColumnMap, ImportConfig, import_data
 from tracebank.releases import ReleaseRef, curate
+from tracebank.train.evaluate import EvalConfig, evaluate
+from tracebank.train.pairs import PairsConfig, build_pairs
+from tracebank.train.preference import PreferenceConfig, train_preference
 from tracebank.train.sft import SFTConfig, train_sft
 
 VAR = re.compile(r"\$\{(\w+)\}")
@@ -115,6 +120,34 @@ def _train_step(dataset: str, options: dict[str, Any], where: str) -> Step:
     return Step("train_sft", lambda location: train_sft(location, cfg), f"SFT {cfg.student} on {cfg.release}")
 
 
+def _preference_step(method: str) -> Callable[[str, dict[str, Any], str], Step]:
+    def make(dataset: str, options: dict[str, Any], where: str) -> Step:
+        options = check_keys(options, field_names(PreferenceConfig, "method"), where)
+        cfg = PreferenceConfig(**{"release": f"{dataset}@latest", **options, "method": method})
+        summary = f"{method.upper()} {cfg.student} on {cfg.release}"
+        return Step(f"train_{method}", lambda location: train_preference(location, cfg), summary)
+
+    return make
+
+
+def _pairs_step(dataset: str, options: dict[str, Any], where: str) -> Step:
+    options = check_keys(options, field_names(PairsConfig), where)
+    if "rejected_from" in options:
+        options["rejected_from"] = tuple(options["rejected_from"])
+    cfg = PairsConfig(**{"release": f"{dataset}@latest", **options})
+    return Step("pairs", lambda location: build_pairs(location, cfg), f"pair {cfg.release}")
+
+
+def _eval_step(dataset: str, options: dict[str, Any], where: str) -> Step:
+    options = check_keys(options, field_names(EvalConfig), where)
+    if "student" not in options:
+        raise TracebankError(f"{where}: needs student (a model name or directory)")
+    if "dataset" not in options and "release" not in options:
+        options["release"] = f"{dataset}@latest"
+    cfg = EvalConfig(**options)
+    return Step("eval", lambda location: evaluate(location, cfg), f"evaluate {cfg.student}")
+
+
 def load_recipe(path: str | Path, overrides: dict[str, Any] | None = None) -> tuple[str, list[Step]]:
     """The recipe's dataset and its validated steps; ``overrides`` replace declared vars."""
     path = Path(path)
@@ -137,6 +170,10 @@ def load_recipe(path: str | Path, overrides: dict[str, Any] | None = None) -> tu
         "score": _score_step,
         "card": _card_step,
         "train_sft": _train_step,
+        "pairs": _pairs_step,
+        "train_orpo": _preference_step("orpo"),
+        "train_dpo": _preference_step("dpo"),
+        "eval": _eval_step,
     }
     loaded = []
     for number, entry in enumerate(steps, start=1):

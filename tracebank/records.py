@@ -138,14 +138,30 @@ CHUNKS = _schema(
 )
 
 PAIRS = _schema(
-    ("pair_id", pa.string(), False),
+    ("pair_id", pa.string(), False),  # hash of (chosen, rejected)
     ("dataset", pa.string(), False),
+    ("version", pa.int32(), False),  # the release whose kept traces supplied the chosen side
+    ("split", pa.string(), False),
     ("prompt_id", pa.string(), False),
     ("chosen_trace_id", pa.string(), False),
     ("rejected_trace_id", pa.string(), False),
     ("kind", pa.string(), False),  # e.g. teacher_vs_student, correct_vs_wrong
     ("margin", pa.float64(), True),
     ("run_id", pa.string(), False),
+    ("created_at", TIMESTAMP, False),
+)
+
+EVALS = _schema(
+    ("eval_run", pa.string(), False),
+    ("dataset", pa.string(), False),
+    ("version", pa.int32(), True),  # the release evaluated on; null for prompts chosen by split hint
+    ("split", pa.string(), False),  # the release's split, or the prompts' split hint
+    ("student", pa.string(), False),  # model name or path that was evaluated
+    ("prompt_id", pa.string(), False),
+    ("completion", pa.string(), True),
+    ("answer", pa.string(), True),
+    ("correct", pa.int8(), True),  # the task's is_correct; null when it cannot verify
+    ("completion_tokens", pa.int64(), True),
     ("created_at", TIMESTAMP, False),
 )
 
@@ -158,6 +174,7 @@ TABLES: dict[str, pa.Schema] = {
     "runs": RUNS,
     "chunks": CHUNKS,
     "pairs": PAIRS,
+    "evals": EVALS,
 }
 
 _DUCKDB_TYPES = {
@@ -166,6 +183,7 @@ _DUCKDB_TYPES = {
     pa.int64(): "BIGINT",
     pa.float64(): "DOUBLE",
     pa.bool_(): "BOOLEAN",
+    pa.int8(): "TINYINT",
     TIMESTAMP: "TIMESTAMPTZ",
 }
 

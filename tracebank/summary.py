@@ -13,7 +13,9 @@ from tracebank.builders.runner import BuildResult
 from tracebank.filters.runner import ScoreResult
 from tracebank.importer import ImportResult
 from tracebank.releases import CurateResult
-from tracebank.train.sft import TrainResult
+from tracebank.train.base import TrainResult
+from tracebank.train.evaluate import EvalResult
+from tracebank.train.pairs import PairsResult
 
 
 def _snapshot(snapshot: int | None) -> str:
@@ -55,6 +57,17 @@ def describe(result: Any) -> str:
         return (
             f"trained on {result.release} ({result.examples} examples, {int(m['steps'])} steps, "
             f"loss {m['first_loss']:.3f} -> {m['last_loss']:.3f}, {m['runtime_s']:.0f}s): {result.output_dir}"
+        )
+    if isinstance(result, PairsResult):
+        return (
+            f"paired {result.prompts_paired} of {result.prompts} prompts of {result.release}: {result.pairs_new} new pairs "
+            f"({result.pairs_existing} already stored)" + _snapshot(result.snapshot)
+        )
+    if isinstance(result, EvalResult):
+        return (
+            f"{result.student} on {result.release} {result.split}: accuracy {100 * result.accuracy:.1f}% "
+            f"({result.correct}/{result.verified}), 95% CI [{100 * result.ci_low:.1f}%, {100 * result.ci_high:.1f}%] "
+            f"[dim](eval run {result.eval_run})[/]"
         )
     if isinstance(result, Path):
         return f"wrote {result}"

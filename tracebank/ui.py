@@ -10,7 +10,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-console = Console(stderr=True)
+console = Console(stderr=True)  # progress and errors
+out = Console(soft_wrap=True)  # results
+if not out.is_terminal:
+    out = Console(soft_wrap=True, width=240)  # piped output: wide tables rather than folded cells
 
 
 @contextmanager

@@ -1,60 +1,82 @@
-"""What every training stage shares: curated examples from a release, and a training card.
+"""What every training stage shares: the config, the fit loop over a TRL trainer, the training card.
 
-Examples come out in TRL's conversational prompt-completion format (``prompt`` and
-``completion`` are lists of chat messages), so TRL trains on them without adapter code and
-computes the loss on the completion only.
+A stage (SFT, ORPO, DPO) supplies its examples in one of TRL's conversational formats, so TRL
+trains on them without adapter code, and a factory that builds its TRL trainer. Everything else
+is here: loading the student, optional LoRA (merged back, so the output is a plain model),
+training into a staging directory that replaces the output only when training finished, a
+training card naming the release snapshot, a ``runs`` row in the catalog, and skipping a run
+whose release and config were already trained.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-from dataclasses import dataclass
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from tracebank import catalog as catalog_mod
+from tracebank import provenance, records
 from tracebank.errors import TracebankError
-from tracebank.releases import ReleaseRef, resolve
-from tracebank.tasks import get_task
+from tracebank.hashing import digest
+from tracebank.models import DEFAULT_MODEL, resolve_model
+from tracebank.releases import ReleaseRef
 
 CARD_JSON = "tracebank_train.json"
 
-SPLIT_SQL = """
-SELECT d.trace_id, p.task, p.messages, t.rationale
-FROM decisions d JOIN traces t ON t.trace_id = d.trace_id JOIN prompts p ON p.prompt_id = d.prompt_id
-WHERE d.dataset = ? AND d.version = ? AND d.keep AND d.split = ? AND t.rationale IS NOT NULL
-ORDER BY d.trace_id
-"""
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Fields every training stage has; a stage's config adds its own."""
+
+    release: str  # DATASET@vN
+    student: str = DEFAULT_MODEL  # embedded model name, local path or cached hub id
+    output_dir: str | None = None  # default: <catalog>/models/<dataset>-v<N>-<stage>
+    split: str = "train"
+    max_steps: int = 20
+    learning_rate: float = 2e-5
+    batch_size: int = 4
+    gradient_accumulation_steps: int = 1
+    max_length: int = 1024
+    seed: int = 0
+    lora_r: int = 0  # > 0: train a LoRA adapter of this rank (merged into the saved model)
+    lora_alpha: int = 16
+    force: bool = False  # train again even if this release and config were trained
+
+    def __post_init__(self) -> None:
+        ReleaseRef.parse(self.release)
+        for name in ("max_steps", "batch_size", "gradient_accumulation_steps", "max_length", "lora_alpha"):
+            if getattr(self, name) < 1:
+                raise TracebankError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.lora_r < 0:
+            raise TracebankError(f"lora_r must be 0 (full fine-tuning) or more, got {self.lora_r}")
+        if not 0 < self.learning_rate < 1:
+            raise TracebankError(f"learning_rate must be in (0, 1), got {self.learning_rate}")
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    output_dir: Path
+    release: str
+    examples: int
+    skipped: bool  # True: already trained with this release and config
+    metrics: dict[str, float]
 
 
 @dataclass(frozen=True)
 class TrainingData:
-    release: dict[str, Any]
-    examples: list[dict[str, Any]]
+    release: dict[str, Any]  # the releases row trained on
+    examples: list[dict[str, Any]]  # rows in a TRL conversational format
 
 
-def load_split(location: catalog_mod.CatalogLocation, ref: ReleaseRef, split: str) -> TrainingData:
-    """Kept traces of one split of a release, as prompt/completion conversations."""
-    with catalog_mod.Catalog(location) as cat:
-        release = resolve(cat, ref)
-        rows = cat.arrow(SPLIT_SQL, [release["dataset"], release["version"], split]).to_pylist()
-    if not rows:
-        splits = sorted({c["split"] for c in release["counts"] if c["keep"]})
-        raise TracebankError(
-            f"{release['dataset']}@v{release['version']} keeps no traces in split {split!r}; splits with kept traces: {', '.join(splits) or 'none'}"
-        )
-    examples = [
-        {
-            "trace_id": row["trace_id"],
-            "prompt": get_task(row["task"]).render(row["messages"]),
-            "completion": [{"role": "assistant", "content": row["rationale"]}],
-        }
-        for row in rows
-    ]
-    return TrainingData(release, examples)
+# (model, tokenizer, train dataset, common TrainingArguments kwargs) -> a TRL trainer
+TrainerFactory = Callable[[Any, Any, Any, dict[str, Any]], Any]
 
 
 def completed(output_dir: Path, fingerprint: str) -> bool:
@@ -83,6 +105,107 @@ def publish(tmp: Path, output_dir: Path, card: dict[str, Any], readme: str) -> N
         output_dir.rename(old)
     tmp.rename(output_dir)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def run_training(
+    location: catalog_mod.CatalogLocation,
+    cfg: TrainConfig,
+    stage: str,
+    data: TrainingData,
+    make_trainer: TrainerFactory,
+) -> TrainResult:
+    """Train (or skip when already trained), save, write the card and record the run."""
+    started_at, release = records.now(), data.release
+    name = f"{release['dataset']}@v{release['version']}"
+    default_dir = location.home / "models" / f"{release['dataset']}-v{release['version']}-{stage}"
+    output_dir = Path(cfg.output_dir or default_dir).absolute()
+    training_config = {k: v for k, v in asdict(cfg).items() if k not in ("force", "output_dir", "release")}
+    fingerprint = digest(
+        stage, name, release["snapshot_id"], release["decisions_digest"], training_config, len(data.examples)
+    )
+    if not cfg.force and completed(output_dir, fingerprint):
+        return TrainResult(output_dir, name, len(data.examples), True, {})
+    tmp = staging_dir(output_dir)
+    try:
+        metrics, versions, history = _fit(cfg, data.examples, tmp, make_trainer)
+        card = {
+            "stage": stage, "fingerprint": fingerprint, "base_model": cfg.student, "split": cfg.split,
+            "examples": len(data.examples), "config": training_config, "metrics": metrics, "versions": versions,
+            "loss_history": history,
+            "release": {k: release[k] for k in ("dataset", "version", "snapshot_id", "policy_name", "decisions_digest")},
+            "git_sha": provenance.git_sha(),
+        }  # fmt: skip
+        publish(tmp, output_dir, card, training_readme(card))
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # a failed run leaves the previous output as it was
+        raise
+    run_id = provenance.new_run_id("train")
+    config = {**asdict(cfg), "stage": stage, "output_dir": str(output_dir)}
+    with catalog_mod.writing(location, f"train {stage} on {name}", {"stage": "train", "run_id": run_id}) as writer:
+        writer.insert("runs", provenance.run_row(run_id, "train", release["dataset"], started_at, config, metrics))
+    return TrainResult(output_dir, name, len(data.examples), False, metrics)
+
+
+def _fit(
+    cfg: TrainConfig, examples: list[dict[str, Any]], output_dir: Path, make_trainer: TrainerFactory
+) -> tuple[dict[str, float], dict[str, str], list[dict[str, float]]]:
+    import datasets
+    import torch
+    import transformers
+    import trl
+    from transformers.utils import logging as hf_logging
+
+    from tracebank import ui
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    datasets.disable_progress_bars()
+    warnings.filterwarnings("ignore", message=".*gradient_checkpointing.*", category=FutureWarning)  # TRL's own default
+    path = resolve_model(cfg.student)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = transformers.AutoModelForCausalLM.from_pretrained(path)
+    if cfg.lora_r:
+        import peft
+
+        lora = peft.LoraConfig(
+            r=cfg.lora_r, lora_alpha=cfg.lora_alpha, target_modules="all-linear", task_type="CAUSAL_LM"
+        )
+        model = peft.get_peft_model(model, lora)
+    common = {
+        "output_dir": str(output_dir),
+        "max_steps": cfg.max_steps,
+        "per_device_train_batch_size": cfg.batch_size,
+        "gradient_accumulation_steps": cfg.gradient_accumulation_steps,
+        "learning_rate": cfg.learning_rate,
+        "max_length": cfg.max_length,
+        "seed": cfg.seed,
+        "logging_steps": 1,
+        "save_strategy": "no",
+        "report_to": [],
+        "use_cpu": not torch.cuda.is_available(),
+        "disable_tqdm": not ui.console.is_terminal,
+    }
+    columns = [k for k in examples[0] if k != "trace_id" and not k.endswith("_id")]
+    train_set = datasets.Dataset.from_list([{k: e[k] for k in columns} for e in examples])
+    trainer = make_trainer(model, tokenizer, train_set, common)
+    started = time.perf_counter()
+    result = trainer.train()
+    trained = trainer.model.merge_and_unload() if cfg.lora_r else trainer.model
+    trained.save_pretrained(str(output_dir))
+    tokenizer.save_pretrained(str(output_dir))
+    history = [{"step": log["step"], "loss": log["loss"]} for log in trainer.state.log_history if "loss" in log]
+    losses = [entry["loss"] for entry in history]
+    metrics = {
+        "steps": float(result.global_step),
+        "train_loss": float(result.training_loss),
+        "first_loss": float(losses[0]),
+        "last_loss": float(losses[-1]),
+        "runtime_s": time.perf_counter() - started,
+    }
+    versions = {"trl": trl.__version__, "transformers": transformers.__version__, "torch": torch.__version__}
+    return metrics, versions, history
 
 
 def training_readme(card: dict[str, Any]) -> str:

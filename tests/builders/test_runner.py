@@ -1,9 +1,9 @@
 import pytest
-from tracebank.builders.cache import RequestCache
-from tracebank.builders.runner import BuildConfig, build
 
 from tests.fakes import QUESTIONS, FakeTeacher
 from tracebank import catalog
+from tracebank.builders.cache import RequestCache
+from tracebank.builders.runner import BuildConfig, build
 from tracebank.errors import TracebankError
 
 

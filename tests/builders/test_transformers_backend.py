@@ -1,10 +1,10 @@
 """The local backend with the real embedded SmolLM2 weights (converted once, then cached)."""
 
 import pytest
+
 from tracebank.builders.base import SamplingParams
 from tracebank.builders.plans import plan_requests
 from tracebank.builders.transformers_backend import TransformersTeacher
-
 from tracebank.models import DEFAULT_MODEL
 
 pytestmark = pytest.mark.slow

@@ -2,12 +2,12 @@ import datasets
 import orjson
 import pytest
 import yaml
-from tracebank.data_cards.publish import MARKER, publish
-from tracebank.filters.policy import Policy
 
 from tests.conftest import tree_fingerprint
 from tracebank import catalog, releases
+from tracebank.data_cards.publish import MARKER, publish
 from tracebank.errors import TracebankError
+from tracebank.filters.policy import Policy
 from tracebank.releases import ReleaseRef
 
 POLICY = {

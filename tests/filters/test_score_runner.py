@@ -1,10 +1,10 @@
 import pytest
-from tracebank.builders.runner import BuildConfig, build
-from tracebank.filters.runner import ScoreConfig, score
 
 from tests.fakes import FakeTeacher
 from tracebank import catalog
+from tracebank.builders.runner import BuildConfig, build
 from tracebank.errors import TracebankError
+from tracebank.filters.runner import ScoreConfig, score
 
 
 @pytest.fixture

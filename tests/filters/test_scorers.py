@@ -1,10 +1,10 @@
 import pyarrow as pa
 import pytest
+
+from tracebank import records
 from tracebank.filters.base import to_scores
 from tracebank.filters.correctness import Correctness
 from tracebank.filters.duplicates import ExactDuplicate
-
-from tracebank import records
 
 
 def test_correctness_reasons():

@@ -5,13 +5,13 @@ import pytest
 import torch
 import yaml
 from safetensors.torch import load_file
-from tracebank.filters.policy import Policy
-from tracebank.train.base import CARD_JSON, load_split
-from tracebank.train.sft import SFTConfig, train_sft
 
 from tracebank import catalog, releases
 from tracebank.errors import TracebankError
+from tracebank.filters.policy import Policy
 from tracebank.models import DEFAULT_MODEL, resolve_model
+from tracebank.train.base import CARD_JSON
+from tracebank.train.sft import SFTConfig, load_split, train_sft
 
 POLICY = {
     "name": "correct",

@@ -1,0 +1,18 @@
+"""Command-line options shared by several commands (typer needs them spelled out per command)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from tracebank import catalog as catalog_mod
+
+CatalogOption = Annotated[
+    str | None,
+    typer.Option("--catalog", envvar=catalog_mod.CATALOG_ENV, help="Catalog directory (default ./.tracebank)."),
+]
+
+
+ConfigOption = Annotated[Path | None, typer.Option("--config", help="YAML file of settings (flags override it).")]
