@@ -162,12 +162,8 @@ def _verdict(lines: list[dict], returncode: int, timed_out: bool, limits: Sandbo
     return "crashed", f"exited with status {returncode} before reporting a result"
 
 
-def run_python(
-    parts: list[tuple[str, str]], call: str | None = None, limits: SandboxLimits | None = None
-) -> SandboxResult:
-    """Run ``parts`` ((name, source) pairs, e.g. ``<solution>``, ``<test>``) in one namespace in a
-    sandbox, then ``check(<call>)`` when ``call`` names the entry point."""
-    limits = limits or SandboxLimits()
+def _plan(limits: SandboxLimits) -> tuple[tuple[str, ...] | None, int | None, int]:
+    """(namespace command prefix or None, private uid or None, RLIMIT_NPROC) for a run."""
     prefix = namespace_prefix() if limits.isolation != "process" else None
     if limits.isolation == "namespaces" and prefix is None:
         raise TracebankError("sandbox isolation 'namespaces' is not available here (needs unshare)")
@@ -180,6 +176,16 @@ def run_python(
             "without a mount namespace; install unshare (util-linux) or use a world-readable Python"
         )
     nproc = limits.max_processes if uid is not None else len(_live_processes(os.getuid())) + limits.max_processes
+    return prefix, uid, nproc
+
+
+def run_python(
+    parts: list[tuple[str, str]], call: str | None = None, limits: SandboxLimits | None = None
+) -> SandboxResult:
+    """Run ``parts`` ((name, source) pairs, e.g. ``<solution>``, ``<test>``) in one namespace in a
+    sandbox, then ``check(<call>)`` when ``call`` names the entry point."""
+    limits = limits or SandboxLimits()
+    prefix, uid, nproc = _plan(limits)
     base = Path(tempfile.mkdtemp(prefix="tracebank-sandbox-"))
     started = time.monotonic()
     try:
@@ -194,32 +200,14 @@ def run_python(
                        "open_files": limits.open_files, "nproc": nproc},
         }  # fmt: skip
         command = [*(prefix or ()), sys.executable, "-I", "-B", str(CHILD)]
-        env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
-        with open(base / "stdout", "wb") as out, open(base / "stderr", "wb") as err:
-            proc = subprocess.Popen(
-                command, stdin=subprocess.PIPE, stdout=out, stderr=err, pass_fds=(result_fd,),
-                start_new_session=True, cwd=workdir, env=env,
-            )  # fmt: skip
-            os.close(result_fd)
-            timed_out = False
-            try:
-                proc.stdin.write(json.dumps(request).encode())  # type: ignore[union-attr]
-                proc.stdin.close()  # type: ignore[union-attr]
-            except BrokenPipeError:
-                pass
-            timed_out = not _exited(proc.pid, started + limits.wall_s)
-            _end(proc, uid)  # before reaping: the group id cannot have been reused yet
-            _, status, usage = os.wait4(proc.pid, 0)  # usage includes the sandboxed child, reaped by unshare
-            proc.returncode = returncode = os.waitstatus_to_exitcode(status)
-            cpu_s = usage.ru_utime + usage.ru_stime
-        duration = time.monotonic() - started
+        returncode, out_of_time = _launch(command, request, base, uid, started + limits.wall_s, limits.cpu_s)
         lines = _read_lines(base / "result.jsonl")
-        status, detail = _verdict(lines, returncode, timed_out or cpu_s >= limits.cpu_s, limits)
+        status, detail = _verdict(lines, returncode, out_of_time, limits)
         layers = next((line for line in lines if line.get("event") == "layers"), {})
         return SandboxResult(
             status=status,
             detail=detail,
-            duration_s=round(duration, 4),
+            duration_s=round(time.monotonic() - started, 4),
             isolation="namespaces" if prefix else "process",
             uid=uid,
             readonly_fs=bool(layers.get("readonly_fs")),
@@ -229,6 +217,28 @@ def run_python(
         )
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+def _launch(
+    command: list[str], request: dict, base: Path, uid: int | None, deadline: float, cpu_s: int
+) -> tuple[int, bool]:
+    """Start the child in its own session, wait until it exits or ``deadline``, kill what is left.
+    Returns (exit code, whether it ran out of wall or CPU time)."""
+    result_fd = request["result_fd"]
+    with open(base / "stdout", "wb") as out, open(base / "stderr", "wb") as err:
+        proc = subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=out, stderr=err, pass_fds=(result_fd,),
+            start_new_session=True, cwd=base / "work", env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
+        )  # fmt: skip
+    os.close(result_fd)
+    with contextlib.suppress(BrokenPipeError):  # a child that died at once: its status says why
+        proc.stdin.write(json.dumps(request).encode())  # type: ignore[union-attr]
+        proc.stdin.close()  # type: ignore[union-attr]
+    timed_out = not _exited(proc.pid, deadline)
+    _end(proc, uid)  # before reaping: the group id cannot have been reused yet
+    _, status, usage = os.wait4(proc.pid, 0)  # usage includes the sandboxed child, reaped by unshare
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode, timed_out or usage.ru_utime + usage.ru_stime >= cpu_s
 
 
 def _exited(pid: int, deadline: float) -> bool:
