@@ -64,7 +64,7 @@ def _program(text: str) -> list[str]:
     if start is None:
         return []
     for end in range(len(lines), max(start, len(lines) - 50), -1):
-        candidate = "\n".join(lines[start:end]) + "\n"
+        candidate = "\n".join(lines[start:end]).rstrip() + "\n"
         try:
             ast.parse(candidate)
         except (SyntaxError, ValueError, RecursionError, MemoryError):
@@ -131,8 +131,19 @@ def solution_source(code: str, spec: TestSpec) -> str:
     if not spec.prompt:
         return code
     if spec.entry_point and _defines(code, spec.entry_point):
-        return spec.prompt.rstrip() + "\n\n\n" + code
+        prompt = spec.prompt.rstrip() + "\n"
+        if not _parses(prompt):  # a bare signature without a docstring: give the stub a body
+            prompt += "    pass\n"
+        return prompt + "\n\n" + code
     return spec.prompt + code
+
+
+def _parses(source: str) -> bool:
+    try:
+        ast.parse(source)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return False
+    return True
 
 
 def run_tests(code: str, spec: TestSpec, limits: SandboxLimits) -> Verdict:
