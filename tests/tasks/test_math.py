@@ -1,6 +1,7 @@
 import pytest
 
 from tracebank.tasks import get_task
+from tracebank.tasks.base import Verdict
 from tracebank.tasks.math import BARE, RULES, extract_answer, normalize_answer, normalize_number, reference_answer
 
 MATH = get_task("math")
@@ -155,3 +156,9 @@ def test_text_task_never_verifies():
     text = get_task("text")
     assert text.parse("#### 4") is None and text.is_correct("4", "#### 4") is None
     assert text.verify("4", "#### 4").reason == "no_reference"
+
+
+@pytest.mark.parametrize(("correct", "reason"), [(2, "correct"), (True, "correct"), (1, "fine"), (0, "")])
+def test_verdicts_reject_bad_values(correct, reason):
+    with pytest.raises(ValueError):
+        Verdict(correct, reason)

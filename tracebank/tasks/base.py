@@ -40,7 +40,7 @@ class Verdict:
     def __post_init__(self) -> None:
         if self.reason not in REASONS:
             raise ValueError(f"unknown verdict reason {self.reason!r}")
-        if self.correct not in (0, 1, None):
+        if isinstance(self.correct, bool) or self.correct not in (0, 1, None):  # an int, as is_correct returns
             raise ValueError(f"correct must be 0, 1 or None, got {self.correct!r}")
 
 

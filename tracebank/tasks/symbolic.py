@@ -27,6 +27,7 @@ from tracebank import hashing, verdict_cache
 
 TIMEOUT_S = 5  # math-verify's own limit per parse and per comparison (whole seconds: signal.alarm)
 CHECKER = f"math-verify=={version('math-verify')};tracebank-1"  # in every cache key
+WORKER_MEMORY = 4 << 30  # address space of a worker process
 
 
 def _as_latex(answer: str) -> str:
@@ -128,7 +129,12 @@ def check_many(pairs: Sequence[tuple[str, str]], timeout_s: int = TIMEOUT_S) -> 
 
 def main() -> None:
     """Worker loop: one JSON [gold, answer, timeout_s] per line in, one [correct, reason] per line out."""
+    import resource
+
     import math_verify  # noqa: F401 (import once, before the first check)
+
+    # sympy can be asked for a huge exact number: a MemoryError (a parse_error) rather than swapping
+    resource.setrlimit(resource.RLIMIT_AS, (WORKER_MEMORY, WORKER_MEMORY))
 
     for line in sys.stdin:
         gold, answer, timeout_s = json.loads(line)
