@@ -208,9 +208,12 @@ def main() -> None:
     layers = {"readonly_fs": False, "uid": request.get("uid")}
     if request.get("mount_namespace"):
         if request.get("uid") is not None:
-            expose_interpreter(request["interpreter_paths"])
-        readonly_filesystem(workdir)
-        layers["readonly_fs"] = True
+            expose_interpreter(request["interpreter_paths"])  # without it the uid cannot import: let it fail
+        try:
+            readonly_filesystem(workdir)
+            layers["readonly_fs"] = True
+        except OSError:  # e.g. a user namespace that may not bind: the guard still refuses writes outside
+            pass
     os.chdir(workdir)
     drop_privileges(request.get("uid"), workdir)
     reporter.emit(event="layers", **layers)
