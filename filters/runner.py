@@ -17,10 +17,15 @@ from tracebank import catalog as catalog_mod
 from tracebank import provenance, records
 from tracebank.errors import TracebankError
 from tracebank.filters.base import Scorer, check_reads, to_scores
+from tracebank.filters.consistency import SelfConsistency
 from tracebank.filters.correctness import Correctness
 from tracebank.filters.duplicates import ExactDuplicate
 
-FILTERS: dict[str, Callable[[], Scorer]] = {"correctness": Correctness, "exact_dup": ExactDuplicate}
+FILTERS: dict[str, Callable[[], Scorer]] = {
+    "correctness": Correctness,
+    "exact_dup": ExactDuplicate,
+    "self_consistency": SelfConsistency,
+}
 DEFAULT_FILTERS = ("correctness", "exact_dup")
 
 INPUT_SQL = """

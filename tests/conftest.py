@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import orjson
@@ -56,3 +57,9 @@ def scored(location: catalog.CatalogLocation, math_dataset: str) -> str:
     build(location, BuildConfig(math_dataset, samples=4), FakeTeacher())
     score(location, ScoreConfig(math_dataset))
     return math_dataset
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_verdict_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Tests (and the commands they start) never read or write the user's verdict cache."""
+    os.environ["TRACEBANK_VERDICT_CACHE"] = str(tmp_path_factory.mktemp("verdicts") / "verdicts.sqlite")

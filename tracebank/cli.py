@@ -47,12 +47,14 @@ def init(
 
 @app.command("import")
 def import_cmd(
-    path: Annotated[str, typer.Argument(help="A .jsonl(.gz), .json or .parquet file, or an HF dataset directory.")],
+    path: Annotated[
+        str, typer.Argument(help="A .jsonl(.gz), .json or .parquet file, an HF dataset directory, or a source name.")
+    ],
     dataset: Annotated[str, typer.Option("--dataset", "-d", help="Dataset to import into.")],
     column_map: Annotated[
         str, typer.Option("--map", help="Column map, e.g. prompt=question,reference=answer,response=solution,id=id.")
     ],
-    task: Annotated[str, typer.Option(help="Task of the prompts: math or text.")] = "math",
+    task: Annotated[str, typer.Option(help="Task of the prompts: math, code or text.")] = "math",
     split_hint: Annotated[str | None, typer.Option(help="Split hint for every row (e.g. train, test).")] = None,
     policy: Annotated[str, typer.Option(help="Imported traces are teacher or student traces.")] = "teacher",
     model: Annotated[str, typer.Option(help="Model name for traces when the map names none.")] = "imported",

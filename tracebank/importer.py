@@ -3,8 +3,10 @@
 A column map names the source fields: ``prompt=question,reference=answer,response=solution,id=id``.
 Paths may be dotted (``meta.question``); ``response=*.solution`` reads every top-level object that
 has a ``solution`` field as one trace, with the object's key as the trace's model (wide files such
-as GSM8K's labeled model solutions). Fields the map does not name are kept as JSON in ``meta``:
-on the trace when rows carry one response, else on the prompt.
+as GSM8K's labeled model solutions). ``reference=prompt+test+entry_point`` joins several columns
+into one JSON object (a code task's tests). Fields the map does not name are kept as JSON in
+``meta``: on the trace when rows carry one response, else on the prompt. The path may also name
+a source (``humaneval``, ``gsm8k/test``; see ``tracebank.sources``).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tracebank import catalog as catalog_mod
-from tracebank import hashing, provenance, records
+from tracebank import hashing, provenance, records, sources
 from tracebank.errors import TracebankError
 from tracebank.readers import read_rows
 from tracebank.tasks import get_task
@@ -35,7 +37,7 @@ class ColumnMap:
     """Which source field fills each tracebank column. Only ``prompt`` is required."""
 
     prompt: str
-    reference: str | None = None
+    reference: str | None = None  # may join columns, "a+b": a JSON object {"a": ..., "b": ...}
     response: str | None = None  # may be "*.field": one trace per top-level object with that field
     id: str | None = None  # the row's own id, kept as source_id (default: its row number)
     system: str | None = None  # a system message to put before the prompt
@@ -156,8 +158,20 @@ def _check_columns(row: Mapping[str, Any], column_map: ColumnMap, where: str) ->
         if path.startswith("*."):
             if not _wildcard(row, path[2:]):
                 raise TracebankError(f"{where}: --map {key}={path} matches no column; columns: {', '.join(row)}")
-        elif _get(row, path) is _MISSING:
-            raise TracebankError(f"{where}: unknown column {path!r} in --map {key}={path}; columns: {', '.join(row)}")
+            continue
+        for part in path.split("+") if key == "reference" else [path]:
+            if _get(row, part) is _MISSING:
+                raise TracebankError(
+                    f"{where}: unknown column {part!r} in --map {key}={path}; columns: {', '.join(row)}"
+                )
+
+
+def _reference(row: Mapping[str, Any], path: str) -> str | None:
+    """The reference column, or several joined into a JSON object ("prompt+test+entry_point")."""
+    if "+" not in path:
+        return _text(_get(row, path))
+    values = {part: _get(row, part) for part in path.split("+")}
+    return orjson.dumps({k: None if v is _MISSING else v for k, v in values.items()}, default=str).decode()
 
 
 def _wildcard(row: Mapping[str, Any], field: str) -> list[str]:
@@ -189,7 +203,8 @@ def convert(
     prompts: dict[str, dict[str, Any]] = {}
     traces: dict[str, dict[str, Any]] = {}
     count = 0
-    mapped_tops = {path.split(".")[0] for path in cmap.columns().values() if not path.startswith("*.")}
+    mapped = [part for path in cmap.columns().values() if not path.startswith("*.") for part in path.split("+")]
+    mapped_tops = {path.split(".")[0] for path in mapped}
     for number, row, split in rows:
         where = f"{cfg.path}:{number}"
         if count == 0:
@@ -209,7 +224,7 @@ def convert(
         prompts.setdefault(pid, {
             "prompt_id": pid, "dataset": cfg.dataset, "task": cfg.task, "messages": messages,
             "split_hint": cfg.split_hint or (_text(_get(row, cmap.split)) if cmap.split else None) or split,
-            "reference": _text(_get(row, cmap.reference)) if cmap.reference else None,
+            "reference": _reference(row, cmap.reference) if cmap.reference else None,
             "source": cfg.path, "source_id": source_id or str(number),
             "meta": None if single else _json(leftover), "imported_at": now,
         })  # fmt: skip
@@ -236,7 +251,7 @@ def _new_rows(writer: catalog_mod.Writer, table: pa.Table, name: str, key: str, 
 def import_data(location: catalog_mod.CatalogLocation, cfg: ImportConfig) -> ImportResult:
     """Import prompts (and traces, when the map names a response) in one catalog commit."""
     started, run_id = records.now(), provenance.new_run_id("import")
-    cfg = replace(cfg, path=str(Path(cfg.path).absolute()))  # provenance: where exactly it came from
+    cfg = replace(cfg, path=str(sources.locate(cfg.path).absolute()))  # provenance: where exactly it came from
     prompts, traces, count = convert(read_rows(cfg.path, cfg.split), cfg, run_id)
     message = f"import {Path(cfg.path).name} into {cfg.dataset}"
     with catalog_mod.writing(location, message, {"stage": "import", "run_id": run_id}) as writer:

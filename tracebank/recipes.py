@@ -68,8 +68,8 @@ def _import_step(dataset: str, options: dict[str, Any], where: str) -> Step:
     column_map = ColumnMap.parse(options.pop("map"))
     source = options.pop("source", None)
     path = options.pop("path", None)
-    if source is not None and source not in sources.SOURCES:
-        raise TracebankError(f"{where}: unknown source {source!r}; known sources: {', '.join(sources.SOURCES)}")
+    if source is not None and source not in sources.names():
+        raise TracebankError(f"{where}: unknown source {source!r}; known sources: {', '.join(sources.names())}")
 
     def run(location: catalog_mod.CatalogLocation) -> Any:
         return import_data(location, ImportConfig(str(path or sources.resolve(source)), dataset, column_map, **options))

@@ -160,7 +160,8 @@ EVALS = _schema(
     ("prompt_id", pa.string(), False),
     ("completion", pa.string(), True),
     ("answer", pa.string(), True),
-    ("correct", pa.int8(), True),  # the task's is_correct; null when it cannot verify
+    ("correct", pa.int8(), True),  # the task's verdict; null when it cannot verify
+    ("reason", pa.string(), False),  # the verdict's reason (correct, mismatch, no_answer, timeout, ...)
     ("completion_tokens", pa.int64(), True),
     ("created_at", TIMESTAMP, False),
 )

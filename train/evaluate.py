@@ -84,6 +84,17 @@ def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, flo
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
+def _verify(rows: list[dict], prompts: list[dict]) -> None:
+    """Set ``correct`` and ``reason`` on each row with its task's verifier, one batch per task."""
+    by_task: dict[str, list[int]] = {}
+    for index, prompt in enumerate(prompts):
+        by_task.setdefault(prompt["task"], []).append(index)
+    for task_name, indices in by_task.items():
+        pairs = [(rows[i]["answer"], prompts[i]["reference"]) for i in indices]
+        for i, verdict in zip(indices, get_task(task_name).verify_many(pairs), strict=True):
+            rows[i]["correct"], rows[i]["reason"] = verdict.correct, verdict.reason
+
+
 def _student_name(student: str) -> str:
     path = Path(student).expanduser()
     return str(path.absolute()) if path.is_dir() else student
@@ -115,14 +126,14 @@ def evaluate(location: catalog_mod.CatalogLocation, cfg: EvalConfig, teacher: Te
             bar.update(0, advance=1)
     now, rows = records.now(), []
     for prompt, request in zip(prompts, requests, strict=True):
-        task, text = get_task(prompt["task"]), responses[request.key].text
-        answer = task.parse(text) if text else None
+        text = responses[request.key].text
         rows.append({
-            "eval_run": run_id, "dataset": dataset, "version": version, "split": split,
-            "student": student, "prompt_id": prompt["prompt_id"], "completion": text, "answer": answer,
-            "correct": task.is_correct(answer, prompt["reference"]),
+            "eval_run": run_id, "dataset": dataset, "version": version, "split": split, "student": student,
+            "prompt_id": prompt["prompt_id"], "completion": text,
+            "answer": get_task(prompt["task"]).parse(text) if text else None,
             "completion_tokens": responses[request.key].completion_tokens, "created_at": now,
         })  # fmt: skip
+    _verify(rows, prompts)
     verdicts = [r["correct"] for r in rows if r["correct"] is not None]
     correct = sum(verdicts)
     accuracy = correct / len(verdicts) if verdicts else 0.0

@@ -43,10 +43,12 @@ def test_to_scores_is_long_form_with_numbers_and_text():
     table = pa.table({"trace_id": ["t1"], "task": ["math"], "rationale": ["#### 5"], "reference": ["#### 5"]})
     long = to_scores(Correctness(), Correctness().score(table), "d", "run-1", records.now())
     rows = {r["metric"]: r for r in long.to_pylist()}
-    assert set(rows) == {"correct", "extracted"}
+    assert set(rows) == {"correct", "extracted", "expected", "detail"}
     assert rows["correct"]["value"] == 1.0 and rows["correct"]["detail"] is None
     assert rows["extracted"]["value"] is None and rows["extracted"]["detail"] == "5"
-    assert {r["filter_version"] for r in rows.values()} == {"1"} and {r["passed"] for r in rows.values()} == {True}
+    assert rows["expected"]["detail"] == "5" and rows["detail"]["detail"] == "numeric"
+    assert {r["filter_version"] for r in rows.values()} == {Correctness.version}
+    assert {r["passed"] for r in rows.values()} == {True}
 
 
 def test_to_scores_requires_the_contract_columns():

@@ -27,11 +27,10 @@ def test_accuracy_matches_the_verifier_and_is_stored(location, mixed_release):
     assert (result.prompts, result.verified, result.correct) == (6, 6, 3) and result.accuracy == 0.5
     assert result.ci_low < 0.5 < result.ci_high
     with catalog.Catalog(location) as cat:
-        stored = cat.sql("SELECT correct, answer, student FROM evals WHERE eval_run = ?", [result.eval_run]).to_dicts()
+        stored = cat.sql("SELECT correct, reason, student FROM evals WHERE eval_run = ?", [result.eval_run]).to_dicts()
         counters = cat.sql("SELECT unnest(counters) AS c FROM runs WHERE run_id = ?", [result.eval_run])["c"].to_list()
-    assert sorted(r["correct"] for r in stored) == [0, 0, 0, 1, 1, 1] and {r["student"] for r in stored} == {
-        "my-student"
-    }
+    assert sorted((r["correct"], r["reason"]) for r in stored) == [(0, "mismatch")] * 3 + [(1, "correct")] * 3
+    assert {r["student"] for r in stored} == {"my-student"}
     assert {"name": "accuracy", "value": 0.5} in counters
 
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from tracebank.errors import TracebankError
 from tracebank.tasks.base import TaskSpec
+from tracebank.tasks.code import CodeTask
 from tracebank.tasks.math import MathTask
 from tracebank.tasks.text import TextTask
 
-TASKS: dict[str, TaskSpec] = {"math": MathTask(), "text": TextTask()}
+TASKS: dict[str, TaskSpec] = {"math": MathTask(), "code": CodeTask(), "text": TextTask()}
 
 
 def get_task(name: str) -> TaskSpec:
