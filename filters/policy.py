@@ -185,6 +185,14 @@ def _check_expressions(con: duckdb.DuckDBPyConnection, policy: Policy, candidate
 
 def decide(con: duckdb.DuckDBPyConnection, dataset: str, policy: Policy) -> pa.Table:
     """One decision per trace of ``dataset``: trace_id, prompt_id, keep, rule, reason, split."""
+    try:
+        return con.execute(decide_sql(con, dataset, policy), {"dataset": dataset}).to_arrow_table()
+    except duckdb.Error as error:
+        raise TracebankError(f"policy {policy.name!r}: {str(error).splitlines()[0]}") from None
+
+
+def decide_sql(con: duckdb.DuckDBPyConnection, dataset: str, policy: Policy) -> str:
+    """The decisions query (``$dataset`` bound at execution), after checking every rule's SQL."""
     candidates = candidates_sql(con, dataset)
     _check_expressions(con, policy, candidates, dataset)
     rule_case = _case([f"WHEN coalesce(({r.when}), false) THEN '{r.name}'" for r in policy.rules], "'default'")
@@ -199,7 +207,7 @@ def decide(con: duckdb.DuckDBPyConnection, dataset: str, policy: Policy) -> pa.T
         [f"WHEN '{r.name}' THEN {r.action == 'keep'}" for r in policy.rules], str(policy.default == "keep"), "rule"
     )
     quota = policy.max_per_prompt or 2**31
-    query = f"""
+    return f"""
         WITH ruled AS (
             SELECT trace_id, prompt_id, split_hint, ({policy.order_by}) AS _order,
                    {rule_case} AS rule,
@@ -218,10 +226,6 @@ def decide(con: duckdb.DuckDBPyConnection, dataset: str, policy: Policy) -> pa.T
                {_split_sql(policy)} AS split
         FROM ranked ORDER BY trace_id
     """
-    try:
-        return con.execute(query, {"dataset": dataset}).to_arrow_table()
-    except duckdb.Error as error:
-        raise TracebankError(f"policy {policy.name!r}: {str(error).splitlines()[0]}") from None
 
 
 def _split_sql(policy: Policy) -> str:

@@ -14,12 +14,11 @@ from typing import Any
 
 import duckdb
 import polars as pl
-import pyarrow as pa
 
 from tracebank import __version__, provenance, records
 from tracebank import catalog as catalog_mod
 from tracebank.errors import TracebankError
-from tracebank.filters.policy import Policy, decide
+from tracebank.filters.policy import Policy, decide_sql
 from tracebank.hashing import canonical_json, digest
 
 REF = re.compile(r"^(?P<dataset>[A-Za-z0-9][A-Za-z0-9_.-]*?)(?:@(?:v(?P<version>\d+)|(?P<latest>latest)))?$")
@@ -105,18 +104,30 @@ def versions(location: catalog_mod.CatalogLocation, dataset: str) -> pl.DataFram
         )
 
 
-def _counts(decisions: pa.Table) -> list[dict[str, Any]]:
-    frame = pl.from_arrow(decisions).group_by("split", "rule", "keep").agg(n=pl.len()).sort("split", "rule")
-    return frame.with_columns(pl.col("n").cast(pl.Int64)).to_dicts()
+# Over the temporary table of one curate run's decisions (see curate).
+COUNTS_SQL = "SELECT split, rule, keep, count(*) AS n FROM _decided GROUP BY ALL ORDER BY split, rule, keep"
+DECISIONS_DIGEST_SQL = """
+SELECT lower(hex(coalesce(bit_xor(md5_number(concat_ws('|', trace_id, keep, rule, reason, split))), 0::UHUGEINT)))
+FROM _decided
+"""
 
 
-def _decisions_digest(policy: Policy, decisions: pa.Table) -> str:
-    frame = pl.from_arrow(decisions.select(["trace_id", "keep", "rule", "reason", "split"])).sort("trace_id")
-    rows = frame.select(pl.concat_str([pl.col(c).cast(pl.String) for c in frame.columns], separator="|")).to_series()
-    return digest(canonical_json(policy.as_dict()).decode(), "\n".join(rows.to_list()))
+def _decide_into_temp_table(con: duckdb.DuckDBPyConnection, dataset: str, policy: Policy) -> int:
+    """Evaluate the policy into ``_decided`` (no round trip through Python); returns its row count."""
+    try:
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE _decided AS {decide_sql(con, dataset, policy)}", {"dataset": dataset}
+        )
+    except duckdb.Error as error:
+        raise TracebankError(f"policy {policy.name!r}: {str(error).splitlines()[0]}") from None
+    return int(con.execute("SELECT count(*) FROM _decided").fetchone()[0])
 
 
-# Scores only ever name traces of their dataset, so a filter's unscored traces are the difference.
+def _decisions_digest(con: duckdb.DuckDBPyConnection, policy: Policy) -> str:
+    """Policy and decisions: equal digests mean a release would be identical (XOR of row MD5s: order-free, stable)."""
+    return digest(canonical_json(policy.as_dict()).decode(), con.execute(DECISIONS_DIGEST_SQL).fetchone()[0])
+
+
 UNSCORED_SQL = """
 SELECT filter, (SELECT count(*) FROM traces WHERE dataset = $dataset) - count(DISTINCT trace_id) AS n
 FROM scores WHERE dataset = $dataset GROUP BY filter HAVING n > 0 ORDER BY filter
@@ -137,30 +148,37 @@ def curate(
     if not message.strip():
         raise TracebankError("a release needs a message (-m)")
     started_at, run_id = records.now(), provenance.new_run_id("curate")
-    with catalog_mod.Catalog(location) as cat:
-        cat.require_dataset(dataset)
+    if not location.exists():
+        catalog_mod.Catalog(location)  # raises the clear "no catalog" error
     with catalog_mod.writing(
         location, f"release {dataset}: {message}", {"stage": "curate", "run_id": run_id}
     ) as writer:
         con = writer.con
-        decisions = decide(con, dataset, policy)
-        if decisions.num_rows == 0:
+        if not con.execute("SELECT count(*) FROM prompts WHERE dataset = ?", [dataset]).fetchone()[0]:
+            known = [r[0] for r in con.execute("SELECT DISTINCT dataset FROM prompts ORDER BY 1").fetchall()]
+            raise TracebankError(
+                f"unknown dataset {dataset!r}; datasets in {location.home}: {', '.join(known) or 'none'}"
+            )
+        if _decide_into_temp_table(con, dataset, policy) == 0:
             raise TracebankError(f"dataset {dataset!r} has no traces to curate: run `tracebank build` or import traces")
-        decisions_digest = _decisions_digest(policy, decisions)
+        decisions_digest = _decisions_digest(con, policy)
         latest = con.execute(
             "SELECT version, decisions_digest, snapshot_id FROM releases WHERE dataset = ? ORDER BY version DESC LIMIT 1",
             [dataset],
         ).fetchone()
-        counts = _counts(decisions)
+        counts = [
+            dict(zip(("split", "rule", "keep", "n"), row, strict=True)) for row in con.execute(COUNTS_SQL).fetchall()
+        ]
         unscored = dict(con.execute(UNSCORED_SQL, {"dataset": dataset}).fetchall())
         if latest and latest[1] == decisions_digest:
             return CurateResult(dataset, int(latest[0]), False, int(latest[2]), counts, run_id, unscored)
         version = (latest[0] if latest else 0) + 1
         writer.message = f"release {dataset}@v{version}: {message}"
         snapshot_id = writer.snapshot_before + 1  # the single writer's commit is the next snapshot
-        n = decisions.num_rows
-        writer.insert("decisions", decisions.append_column("dataset", pa.array([dataset] * n, pa.string()))
-                      .append_column("version", pa.array([version] * n, pa.int32())))  # fmt: skip
+        con.execute(
+            "INSERT INTO lake.decisions BY NAME SELECT ? AS dataset, ? AS version, trace_id, prompt_id, keep, rule, reason, split FROM _decided",
+            [dataset, version],
+        )
         release = {
             "dataset": dataset, "version": version, "snapshot_id": snapshot_id, "message": message,
             "policy_name": policy.name, "policy": policy_text, "config": canonical_json(policy.as_dict()).decode(),
