@@ -7,6 +7,7 @@ it with a message: a stage either lands as one snapshot or not at all.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import importlib
 import os
@@ -161,10 +162,8 @@ class Catalog:
         self.location = location
         self.con = _connect(location, read_only=True, snapshot=snapshot)
         for name, body in VIEWS.items():
-            try:
+            with contextlib.suppress(duckdb.CatalogException):  # an early snapshot, before the tables existed
                 self.con.execute(f"CREATE TEMP VIEW {name} AS {body}")
-            except duckdb.CatalogException:
-                pass  # an early snapshot, from before the tables the view reads existed
 
     def __enter__(self) -> Catalog:
         return self
