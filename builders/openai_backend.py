@@ -197,10 +197,10 @@ class _Engine:
         try:
             while self.fatal is None:
                 await self.limiter.acquire()
-                group = self.requeue.popleft() if self.requeue else next(groups, None)
+                group = None if self.fatal else self.requeue.popleft() if self.requeue else next(groups, None)
                 if group is None:
                     self.limiter.release()
-                    if not pending:
+                    if not pending or self.fatal:
                         break
                     await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)  # a send may requeue
                     continue

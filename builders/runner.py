@@ -124,6 +124,7 @@ class BuildResult:
     cost_usd: float | None = None  # what this run's fresh responses cost (None: price unknown)
     retries: int = 0
     last_error: str | None = None  # why the last unfinished request gave up
+    seconds_sending: float = 0.0  # the teacher's part of ``seconds``
 
 
 class BuildIncomplete(TracebankError):
@@ -145,6 +146,7 @@ class _Tally:
     completion_tokens: int = 0
     retries: int = 0
     last_error: str | None = None
+    seconds_sending: float = 0.0  # from the first request sent to the last response stored
 
 
 def trace_id(dataset: str, policy: str, key: str) -> str:
@@ -252,7 +254,7 @@ def build(location: catalog_mod.CatalogLocation, cfg: BuildConfig, teacher: Teac
             "sent": tally.fresh + tally.unfinished, "failed": tally.failed, "traces_new": sink.rows,
             "completion_tokens": tally.completion_tokens, "prompt_tokens": tally.prompt_tokens,
             "unfinished": tally.unfinished, "unsent": unsent, "retries": tally.retries,
-            "cost_usd": budget.cost_usd,
+            "cost_usd": budget.cost_usd, "seconds_sending": tally.seconds_sending,
         }  # fmt: skip
         snapshot = None
         if sink.rows:

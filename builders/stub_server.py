@@ -19,7 +19,8 @@ import random
 import re
 import sys
 import threading
-from collections import Counter
+import time
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,6 +61,7 @@ class StubTeacher:
         self.attempts: Counter[int] = Counter()  # body hash -> requests received
         self.answered: Counter[int] = Counter()  # body hash -> 200 replies sent
         self.statuses: Counter[str] = Counter()
+        self.arrivals: defaultdict[int, list[float]] = defaultdict(list)  # body hash -> monotonic times
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -76,8 +78,13 @@ class StubTeacher:
 
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._complete)
-        app.router.add_get("/stats", lambda request: web.json_response(self.stats()))
+        app.router.add_get("/stats", self._stats)
         return app
+
+    async def _stats(self, request: Any) -> Any:
+        from aiohttp import web
+
+        return web.json_response(self.stats())
 
     async def _complete(self, request: Any) -> Any:
         from aiohttp import web
@@ -85,6 +92,7 @@ class StubTeacher:
         raw = await request.read()
         key = xxhash.xxh64_intdigest(raw)
         self.attempts[key] += 1
+        self.arrivals[key].append(time.monotonic())
         body = orjson.loads(raw)
         text = body["messages"][-1]["content"]
         marks = {kind: value for kind, value in _MARK.findall(text)}
