@@ -77,10 +77,9 @@ def run_baseline(url: str, n: int, concurrency: int) -> dict[str, float]:
             "answered": answered}  # fmt: skip
 
 
-def run_builder(url: str, n: int, concurrency: int) -> dict[str, float]:
+def prepare(n: int) -> str:
+    """A catalog with N text prompts (in its own process, so the build's peak RSS is its own)."""
     import orjson
-    from tracebank.builders.cache import RequestCache
-    from tracebank.builders.runner import BuildConfig, build
 
     from tracebank import catalog
     from tracebank.importer import ColumnMap, ImportConfig, import_data
@@ -90,6 +89,16 @@ def run_builder(url: str, n: int, concurrency: int) -> dict[str, float]:
     source.write_bytes(b"".join(orjson.dumps({"question": _question(i)}) + b"\n" for i in range(n)))
     location = catalog.locate(work / "catalog")
     import_data(location, ImportConfig(str(source), "bench", ColumnMap.parse("prompt=question"), task="text"))
+    return str(location.home)
+
+
+def run_builder(url: str, n: int, concurrency: int, home: str) -> dict[str, float]:
+    from tracebank.builders.cache import RequestCache
+    from tracebank.builders.runner import BuildConfig, build
+
+    from tracebank import catalog
+
+    location = catalog.locate(home)
     options = {"base_url": url, "concurrency": concurrency, "backoff_s": 0.05, "max_backoff_s": 1.0}
     cfg = BuildConfig("bench", backend="openai", model=MODEL, samples=1, max_new_tokens=256, options=options)
     before, started = _usage(), time.perf_counter()
@@ -107,6 +116,8 @@ def run_builder(url: str, n: int, concurrency: int) -> dict[str, float]:
 def _role(role: str, url: str, args: argparse.Namespace) -> dict[str, float]:
     command = [sys.executable, __file__, "--role", role, "--url", url, "--n", str(args.n),
                "--concurrency", str(args.concurrency)]  # fmt: skip
+    if role == "builder":
+        command += ["--home", _role("prepare", url, args)["home"]]
     done = subprocess.run(command, capture_output=True, text=True, timeout=3600)
     if done.returncode != 0:
         raise SystemExit(f"{role} failed:\n{done.stderr[-3000:]}")
@@ -143,12 +154,16 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.2)
     parser.add_argument("--faults", action="store_true", help="also run the builder with 5%% 429, 2%% 500, 1%% drops")
     parser.add_argument("--skip-baseline", action="store_true")
-    parser.add_argument("--role", choices=("baseline", "builder"), help=argparse.SUPPRESS)
+    parser.add_argument("--role", choices=("baseline", "builder", "prepare"), help=argparse.SUPPRESS)
+    parser.add_argument("--home", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.role == "prepare":
+        print(json.dumps({"home": prepare(args.n)}))
+        return
     if args.role:
-        run = run_baseline if args.role == "baseline" else run_builder
-        print(json.dumps(run(args.url, args.n, args.concurrency)))
+        run = run_baseline(args.url, args.n, args.concurrency) if args.role == "baseline" else None
+        print(json.dumps(run or run_builder(args.url, args.n, args.concurrency, args.home)))
         return
 
     print(f"N={args.n} concurrency={args.concurrency} latency={args.latency * 1000:.0f} ms, "

@@ -46,6 +46,7 @@ class Request:
     params: SamplingParams
     sample_idx: int
     strategy: str
+    task: str = "text"  # key into tracebank.tasks.TASKS: how the completion's answer is parsed
 
 
 # A request the backend gave up on for now (retries spent, no recording): never cached, never a

@@ -19,7 +19,7 @@ the request cache keys are stable. Every trace stores its variant as ``strategy`
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -132,11 +132,23 @@ def plan_requests(
 
     ``pool`` holds few-shot examples (``prompt_id``, ``task``, ``messages``, ``reference``).
     """
+    return list(iter_requests(prompts, model, params, samples, seed, spec, pool))
+
+
+def iter_requests(
+    prompts: Iterable[Mapping[str, Any]],
+    model: str,
+    params: SamplingParams,
+    samples: int,
+    seed: int = 0,
+    spec: PlanSpec | None = None,
+    pool: Sequence[Mapping[str, Any]] = (),
+) -> Iterator[Request]:
+    """:func:`plan_requests`, lazily: a prompt's requests are made when they are reached."""
     spec = spec or PlanSpec()
     axes = spec.axes()
     if "fewshot" in axes and len(pool) < 2:
         raise TracebankError("the fewshot strategy needs at least 2 prompts with a reference in the dataset")
-    requests = []
     for prompt in prompts:
         task = get_task(prompt["task"])
         messages = task.render(prompt["messages"])
@@ -148,8 +160,7 @@ def plan_requests(
                     prompt, messages, sample_params, sample_idx, seed, spec, pool
                 )
             key = request_key(model, sample_messages, sample_params.as_dict(), sample_idx)
-            requests.append(Request(key, prompt["prompt_id"], model, sample_messages, sample_params, sample_idx, label))
-    return requests
+            yield Request(key, prompt["prompt_id"], model, sample_messages, sample_params, sample_idx, label, task.name)
 
 
 def _vary(

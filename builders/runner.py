@@ -10,11 +10,15 @@ retries (then the build says so and exits non-zero; a rerun sends only those).
 
 from __future__ import annotations
 
+import functools
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
+from itertools import islice
 from typing import Any
 
 import orjson
+import pyarrow as pa
 from tracebank.builders.base import (
     BACKENDS,
     LOCAL_BACKENDS,
@@ -28,7 +32,7 @@ from tracebank.builders.base import (
 )
 from tracebank.builders.budget import Budget, Price, resolve_price
 from tracebank.builders.cache import RequestCache
-from tracebank.builders.plans import DEFAULT_LADDER, STYLES, PlanSpec, plan_requests
+from tracebank.builders.plans import DEFAULT_LADDER, STYLES, PlanSpec, iter_requests
 from tracebank.builders.sink import TraceSink, sweep
 
 from tracebank import catalog as catalog_mod
@@ -137,16 +141,32 @@ class BuildIncomplete(TracebankError):
 
 @dataclass
 class _Tally:
-    """Counters of one build, filled as responses stream by (stats are outputs)."""
+    """Counters of one build, filled as requests and responses stream by (stats are outputs)."""
 
+    prompts: int = 0
+    requests: int = 0
+    existing: int = 0
+    cached: int = 0
     fresh: int = 0
     failed: int = 0
     unfinished: int = 0
+    unsent: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
     retries: int = 0
+    cost_usd: float | None = 0.0
+    seconds_sending: float = 0.0
     last_error: str | None = None
-    seconds_sending: float = 0.0  # from the first request sent to the last response stored
+
+    @property
+    def sent(self) -> int:
+        return self.fresh + self.unfinished
+
+    def add(self, response: Response) -> None:
+        self.fresh += 1
+        self.failed += response.failed
+        self.prompt_tokens += (response.prompt_tokens or 0) // max(response.shared_by, 1)
+        self.completion_tokens += response.completion_tokens or 0
 
 
 def trace_id(dataset: str, policy: str, key: str) -> str:
@@ -155,9 +175,7 @@ def trace_id(dataset: str, policy: str, key: str) -> str:
     return hashing.digest("trace", dataset, policy, key)
 
 
-def _select(
-    location: catalog_mod.CatalogLocation, cfg: BuildConfig
-) -> tuple[list[dict[str, Any]], dict[str, bool], list[dict[str, Any]]]:
+def _select(location: catalog_mod.CatalogLocation, cfg: BuildConfig) -> tuple[pa.Table, dict[str, bool], list[Any]]:
     """The prompts to answer, the request keys already stored (-> failed?) and the few-shot pool."""
     with catalog_mod.Catalog(location) as cat:
         cat.require_dataset(cfg.dataset)
@@ -185,25 +203,20 @@ def _select(
                 f"ORDER BY coalesce(split_hint = 'train', false) DESC, prompt_id LIMIT {FEWSHOT_POOL}",
                 [cfg.dataset],
             ).to_pylist()
-        registered = set(
-            cat.arrow(f"SELECT data_file FROM ducklake_list_files('{catalog_mod.ALIAS}', 'traces')")
-            .column(0)
-            .to_pylist()
-        )
-    sweep(location, registered)  # staged files of builds that were killed before they committed
+        files = cat.arrow(f"SELECT data_file FROM ducklake_list_files('{catalog_mod.ALIAS}', 'traces')")
+    sweep(location, set(files.column(0).to_pylist()))  # staged files of builds killed before they committed
     done = dict(zip(stored.column(0).to_pylist(), stored.column(1).to_pylist(), strict=True))
-    return prompts.to_pylist(), done, pool
+    return prompts, done, pool
+
+
+def _plan(prompts: pa.Table, cfg: BuildConfig, pool: list[Any]) -> Iterator[Request]:
+    """Every request of the build, made lazily from Arrow batches (the plan is run twice, never held)."""
+    rows = (row for batch in prompts.to_batches(1024) for row in batch.to_pylist())
+    return iter_requests(rows, cfg.model, cfg.params(), cfg.samples, cfg.seed, cfg.plan(), pool)
 
 
 def _row(
-    request: Request,
-    response: Response,
-    cfg: BuildConfig,
-    backend: str,
-    task_name: str,
-    run_id: str,
-    price: Price | None,
-    now: Any,
+    request: Request, response: Response, cfg: BuildConfig, backend: str, run_id: str, price: Price | None, now: Any
 ) -> dict[str, Any]:
     failed = response.failed
     text = None if failed else response.text
@@ -211,7 +224,7 @@ def _row(
         "trace_id": trace_id(cfg.dataset, cfg.policy, request.key), "prompt_id": request.prompt_id,
         "dataset": cfg.dataset, "policy": cfg.policy, "model": request.model, "backend": backend,
         "strategy": request.strategy, "sample_idx": request.sample_idx, "params": request.params.as_dict(),
-        "request_key": request.key, "rationale": text, "answer": get_task(task_name).parse(text) if text else None,
+        "request_key": request.key, "rationale": text, "answer": get_task(request.task).parse(text) if text else None,
         "finish_reason": (response.finish_reason if response.finish_reason.startswith("error") else "error") if failed else response.finish_reason,
         "prompt_tokens": response.prompt_tokens, "completion_tokens": response.completion_tokens,
         "cost_usd": price.cost(response) if price is not None else None, "latency_s": response.latency_s,
@@ -229,47 +242,24 @@ def build(location: catalog_mod.CatalogLocation, cfg: BuildConfig, teacher: Teac
     started_at, started, run_id = records.now(), time.perf_counter(), provenance.new_run_id("build")
     backend = teacher.backend if teacher is not None else cfg.backend
     prompts, done, pool = _select(location, cfg)
-    tasks = {p["prompt_id"]: p["task"] for p in prompts}
-    requests = plan_requests(prompts, cfg.model, cfg.params(), cfg.samples, cfg.seed, cfg.plan(), pool)
-    del prompts, pool
-    redo = cfg.refresh or cfg.retry_failed
-    todo = [r for r in requests if cfg.refresh or r.key not in done or (cfg.retry_failed and done[r.key])]
     price = resolve_price(cfg.model, backend in LOCAL_BACKENDS, cfg.price_in, cfg.price_out)
     budget = Budget(cfg.max_cost_usd, cfg.max_tokens, price)  # refuses a cost cap it cannot count, before any send
     catalog_mod.ensure_writable(location)
-    tally, now = _Tally(), records.now()
-
-    def row(request: Request, response: Response) -> dict[str, Any]:
-        return _row(request, response, cfg, backend, tasks[request.prompt_id], run_id, price, now)
-
+    tally, now = _Tally(prompts=prompts.num_rows), records.now()
+    row = functools.partial(_row, cfg=cfg, backend=backend, run_id=run_id, price=price, now=now)
     with RequestCache(location.request_cache) as cache, TraceSink(location, run_id) as sink:
-        missing = _answer_from_cache(todo, cache, sink, row, cfg)
-        cached = len(todo) - len(missing)
+        missing = _answer_from_cache(_plan(prompts, cfg, pool), done, cache, sink, row, cfg, tally)
         if missing:
             teacher = teacher or make_teacher(cfg.backend, cfg.model, cfg.backend_options())
-            _generate(teacher, missing, cache, sink, row, budget, tally)
-        unsent = len(missing) - tally.fresh - tally.unfinished
-        counters = {
-            "prompts": len(tasks), "requests": len(requests), "existing": len(requests) - len(todo), "cached": cached,
-            "sent": tally.fresh + tally.unfinished, "failed": tally.failed, "traces_new": sink.rows,
-            "completion_tokens": tally.completion_tokens, "prompt_tokens": tally.prompt_tokens,
-            "unfinished": tally.unfinished, "unsent": unsent, "retries": tally.retries,
-            "cost_usd": budget.cost_usd, "seconds_sending": tally.seconds_sending,
-        }  # fmt: skip
-        snapshot = None
-        if sink.rows:
-            message = f"build {sink.rows} {cfg.policy} traces for {cfg.dataset} with {cfg.model}"
-            with catalog_mod.writing(location, message, {"stage": "build", "run_id": run_id}) as writer:
-                if redo:
-                    _delete_replaced(writer, sink, cfg)
-                sink.register(writer)
-                stats = {**counters, **{f"teacher_{k}": v for k, v in getattr(teacher, "stats", {}).items()}}
-                writer.insert("runs", provenance.run_row(run_id, "build", cfg.dataset, started_at, asdict(cfg), stats))
-            sink.committed = True
-            snapshot = writer.snapshot
-    counters["cost_usd"] = budget.cost_usd if price is not None else None
+            inflight: dict[str, Request] = {}
+            sendable = _sendable(_plan(prompts, cfg, pool), missing, inflight)
+            _generate(teacher, sendable, len(missing), inflight, cache, sink, row, budget, tally)
+        tally.unsent = len(missing) - tally.fresh - tally.unfinished
+        tally.cost_usd = budget.cost_usd if price is not None else None
+        snapshot = _commit(location, cfg, sink, run_id, started_at, tally, teacher) if sink.rows else None
+    counts = {k: v for k, v in asdict(tally).items() if k != "fresh"}
     result = BuildResult(cfg.dataset, seconds=time.perf_counter() - started, snapshot=snapshot, run_id=run_id,
-                         stopped=budget.stopped, last_error=tally.last_error, **counters)  # fmt: skip
+                         stopped=budget.stopped, traces_new=sink.rows, sent=tally.sent, **counts)  # fmt: skip
     if tally.unfinished:
         raise BuildIncomplete(
             f"{tally.unfinished} requests did not finish (last error: {tally.last_error}); the "
@@ -281,39 +271,83 @@ def build(location: catalog_mod.CatalogLocation, cfg: BuildConfig, teacher: Teac
     return result
 
 
+def _commit(
+    location: catalog_mod.CatalogLocation,
+    cfg: BuildConfig,
+    sink: TraceSink,
+    run_id: str,
+    started_at: Any,
+    tally: _Tally,
+    teacher: Teacher | None,
+) -> int | None:
+    """The staged traces and the run's row, as one snapshot."""
+    message = f"build {sink.rows} {cfg.policy} traces for {cfg.dataset} with {cfg.model}"
+    counters = {k: v for k, v in asdict(tally).items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    counters.update({f"teacher_{k}": v for k, v in getattr(teacher, "stats", {}).items()})
+    counters.update(traces_new=sink.rows, sent=tally.sent)
+    with catalog_mod.writing(location, message, {"stage": "build", "run_id": run_id}) as writer:
+        if cfg.refresh or cfg.retry_failed:
+            _delete_replaced(writer, sink, cfg)
+        sink.register(writer)
+        writer.insert("runs", provenance.run_row(run_id, "build", cfg.dataset, started_at, asdict(cfg), counters))
+    sink.committed = True
+    return writer.snapshot
+
+
 def _answer_from_cache(
-    todo: list[Request], cache: RequestCache, sink: TraceSink, row: Any, cfg: BuildConfig
-) -> list[Request]:
-    """Write the traces the cache can answer (in chunks: memory stays flat); return the rest."""
-    if cfg.refresh:
-        return list(todo)
-    missing = []
-    for start in range(0, len(todo), 2000):
-        chunk = todo[start : start + 2000]
-        found = cache.get_many(r.key for r in chunk)
-        for request in chunk:
+    requests: Iterator[Request],
+    done: dict[str, bool],
+    cache: RequestCache,
+    sink: TraceSink,
+    row: Any,
+    cfg: BuildConfig,
+    tally: _Tally,
+) -> set[str]:
+    """Skip what the catalog has, write what the cache answers (chunk by chunk); return the keys left."""
+    missing: set[str] = set()
+    while chunk := list(islice(requests, 2000)):
+        tally.requests += len(chunk)
+        todo = [r for r in chunk if cfg.refresh or r.key not in done or (cfg.retry_failed and done[r.key])]
+        tally.existing += len(chunk) - len(todo)
+        found = {} if cfg.refresh else cache.get_many(r.key for r in todo)
+        for request in todo:
             response = found.get(request.key)
             if response is None or (cfg.retry_failed and response.failed):
-                missing.append(request)
+                missing.add(request.key)
             else:
                 sink.add(row(request, response))
+                tally.cached += 1
     return missing
+
+
+def _sendable(requests: Iterator[Request], missing: set[str], inflight: dict[str, Request]) -> Iterator[Request]:
+    """The plan again, keeping only the requests to send; each is noted in flight as it is handed out."""
+    left = len(missing)
+    for request in requests:
+        if left and request.key in missing:
+            inflight[request.key] = request
+            left -= 1
+            yield request
+        if not left:
+            return
 
 
 def _generate(
     teacher: Teacher,
-    missing: list[Request],
+    requests: Iterator[Request],
+    total: int,
+    inflight: dict[str, Request],
     cache: RequestCache,
     sink: TraceSink,
     row: Any,
     budget: Budget,
     tally: _Tally,
 ) -> None:
-    by_key = {r.key: r for r in missing}
     started, shown = time.perf_counter(), 0.0
-    with ui.progress("generating", total=len(missing)) as bar:
+    with ui.progress("generating", total=total) as bar:
         try:
-            for response in teacher.generate(budget.gate(missing)):
+            for response in teacher.generate(budget.gate(requests)):
+                request = inflight.pop(response.key)
                 tally.retries += response.attempts - 1
                 if response.finish_reason == UNFINISHED:
                     tally.unfinished += 1
@@ -322,24 +356,18 @@ def _generate(
                     continue
                 cache.put(response)  # durable before it counts as done
                 budget.charge(response)
-                sink.add(row(by_key[response.key], response))
-                tally.fresh += 1
-                tally.failed += response.failed
-                tally.prompt_tokens += (response.prompt_tokens or 0) // max(response.shared_by, 1)
-                tally.completion_tokens += response.completion_tokens or 0
+                sink.add(row(request, response))
+                tally.add(response)
                 if (now := time.perf_counter()) - shown > 0.25:
                     shown = now
-                    bar.update(
-                        0, completed=tally.fresh + tally.unfinished, status=_status(tally, budget, now - started)
-                    )
+                    bar.update(0, completed=tally.sent, status=_status(tally, budget, now - started))
         except TracebankError as error:
             raise TracebankError(
                 f"{error}. The {tally.fresh} responses that finished are saved in the request cache: "
                 "a rerun will not send them again"
             ) from None
-        bar.update(
-            0, completed=tally.fresh + tally.unfinished, status=_status(tally, budget, time.perf_counter() - started)
-        )
+        tally.seconds_sending = time.perf_counter() - started
+        bar.update(0, completed=tally.sent, status=_status(tally, budget, tally.seconds_sending))
 
 
 def _status(tally: _Tally, budget: Budget, seconds: float) -> str:
