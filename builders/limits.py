@@ -14,20 +14,26 @@ from typing import Any
 
 
 class AIMDLimiter:
-    """Concurrency that halves on throttling (429) and grows by one per window of successes.
+    """Concurrency that halves under throttling (429) and grows by one per window of successes.
 
-    Only a 429 for a request sent under the current limit halves it: the burst of 429s that one
-    overload produces (requests sent before the cut) counts once, as TCP counts one loss per
-    window.
+    It halves when at least ``threshold`` of the recent outcomes (``min_samples`` or more, of
+    requests sent under the current limit) were throttled. An overloaded server answers most
+    requests with 429 and is backed off from at once; a server that sheds a few percent of
+    requests at random is not mistaken for one (halving on every 429 would collapse the
+    concurrency to a handful). Outcomes of requests sent before a cut are ignored: the burst
+    of 429s one overload produces counts once, as TCP counts one loss per window.
     """
 
-    def __init__(self, maximum: int, minimum: int = 1):
+    def __init__(self, maximum: int, minimum: int = 1, threshold: float = 0.25, min_samples: int = 16):
         self.maximum = maximum
         self.minimum = minimum
+        self.threshold = threshold
+        self.min_samples = min_samples
         self.limit = float(maximum)
         self.in_flight = 0
         self.epoch = 0  # bumped on every decrease
         self.decreases = 0
+        self._recent: deque[bool] = deque(maxlen=max(64, min_samples))  # throttled? since the last cut
         self._waiters: deque[asyncio.Future[None]] = deque()
 
     async def acquire(self) -> int:
@@ -43,7 +49,9 @@ class AIMDLimiter:
         self.in_flight -= 1
         self._wake()
 
-    def on_success(self) -> None:
+    def on_success(self, epoch: int | None = None) -> None:
+        if epoch is None or epoch == self.epoch:
+            self._recent.append(False)
         if self.limit < self.maximum:
             self.limit = min(float(self.maximum), self.limit + 1.0 / self.limit)
             self._wake()
@@ -51,9 +59,13 @@ class AIMDLimiter:
     def on_throttle(self, epoch: int) -> None:
         if epoch != self.epoch:
             return  # sent before the last cut: that overload is already answered
+        self._recent.append(True)
+        if len(self._recent) < self.min_samples or sum(self._recent) < self.threshold * len(self._recent):
+            return
         self.limit = max(float(self.minimum), self.limit / 2)
         self.epoch += 1
         self.decreases += 1
+        self._recent.clear()
 
     def _wake(self) -> None:
         free = int(self.limit) - self.in_flight

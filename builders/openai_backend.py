@@ -267,7 +267,7 @@ class _Engine:
                     assert reply is not None
                     parsed = self._parse(group, reply.body, time.perf_counter() - started, attempt, tpm_tokens)
                     if parsed is not None:
-                        self.limiter.on_success()
+                        self.limiter.on_success(epoch)
                         return
                     action, reason = "retry", "a 200 reply with no choices"
                 if action == "fail":

@@ -19,20 +19,32 @@ from tracebank.errors import TracebankError
 def test_aimd_halves_once_per_overload_and_regrows_one_per_window():
     limiter = AIMDLimiter(64)
     epoch = limiter.epoch
-    for _ in range(10):  # a burst of 429s from requests sent under the same limit
+    for _ in range(40):  # an overloaded server: every reply a 429, all sent under the same limit
         limiter.on_throttle(epoch)
-    assert (limiter.limit, limiter.decreases) == (32, 1)
-    limiter.on_throttle(limiter.epoch)
+    assert (limiter.limit, limiter.decreases) == (32, 1)  # cut once, after enough evidence
+    for _ in range(16):
+        limiter.on_throttle(limiter.epoch)
     assert limiter.limit == 16
     for _ in range(16):  # one window of successes at 16 grows it by about one
-        limiter.on_success()
+        limiter.on_success(limiter.epoch)
     assert 16.9 < limiter.limit < 17.1
-    for _ in range(10):
-        limiter.on_throttle(limiter.epoch)
+    for _ in range(20):
+        for _ in range(16):
+            limiter.on_throttle(limiter.epoch)
     assert limiter.limit == 1  # never below the minimum
     for _ in range(100_000):
         limiter.on_success()
     assert limiter.limit == 64  # never above the maximum
+
+
+def test_aimd_is_not_fooled_by_a_few_percent_of_random_429s():
+    limiter = AIMDLimiter(256)
+    for i in range(20_000):  # one reply in twenty is a 429, spread out
+        if i % 20 == 7:
+            limiter.on_throttle(limiter.epoch)
+        else:
+            limiter.on_success(limiter.epoch)
+    assert (limiter.decreases, limiter.limit) == (0, 256)
 
 
 def test_aimd_blocks_at_the_limit_and_releases_in_order():
