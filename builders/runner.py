@@ -252,7 +252,7 @@ def build(location: catalog_mod.CatalogLocation, cfg: BuildConfig, teacher: Teac
         if missing:
             teacher = teacher or make_teacher(cfg.backend, cfg.model, cfg.backend_options())
             inflight: dict[str, Request] = {}
-            sendable = _sendable(_plan(prompts, cfg, pool), missing, inflight)
+            sendable = _sendable(_plan(prompts, cfg, pool), set(missing), inflight)
             _generate(teacher, sendable, len(missing), inflight, cache, sink, row, budget, tally)
         tally.unsent = len(missing) - tally.fresh - tally.unfinished
         tally.cost_usd = budget.cost_usd if price is not None else None
@@ -321,15 +321,14 @@ def _answer_from_cache(
 
 
 def _sendable(requests: Iterator[Request], missing: set[str], inflight: dict[str, Request]) -> Iterator[Request]:
-    """The plan again, keeping only the requests to send; each is noted in flight as it is handed out."""
-    left = len(missing)
+    """The plan again, keeping only the requests to send (each once); each is noted in flight as it goes."""
     for request in requests:
-        if left and request.key in missing:
-            inflight[request.key] = request
-            left -= 1
-            yield request
-        if not left:
+        if not missing:
             return
+        if request.key in missing:
+            missing.discard(request.key)
+            inflight[request.key] = request
+            yield request
 
 
 def _generate(

@@ -153,7 +153,7 @@ class StubTeacher:
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", port, backlog=4096)
         await site.start()
-        return runner, site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return runner, runner.addresses[0][1]
 
 
 class StubServer:

@@ -10,9 +10,12 @@ object with the same ``post``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Protocol
 
 
@@ -33,30 +36,20 @@ class Transport(Protocol):
         ...
 
 
-def parse_retry_after(headers: dict[str, str] | object) -> float | None:
+def parse_retry_after(headers: Mapping[str, str]) -> float | None:
     """Seconds to wait from ``retry-after-ms`` (OpenAI) or ``Retry-After`` (seconds or an HTTP date)."""
-    get = headers.get  # type: ignore[attr-defined]
-    millis = get("retry-after-ms")
-    if millis:
-        try:
+    millis, value = headers.get("retry-after-ms"), headers.get("retry-after")
+    with contextlib.suppress(ValueError):
+        if millis:
             return max(0.0, float(millis) / 1000)
-        except ValueError:
-            pass
-    value = get("retry-after")
     if not value:
         return None
-    try:
+    with contextlib.suppress(ValueError):
         return max(0.0, float(value))
-    except ValueError:
-        pass
-    from email.utils import parsedate_to_datetime
-
     try:
         moment = parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
-    from datetime import UTC, datetime
-
     return max(0.0, (moment - datetime.now(UTC)).total_seconds())
 
 
