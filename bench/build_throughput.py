@@ -77,6 +77,32 @@ def run_baseline(url: str, n: int, concurrency: int) -> dict[str, float]:
             "answered": answered}  # fmt: skip
 
 
+def run_sdk(url: str, n: int, concurrency: int) -> dict[str, float]:
+    """The openai SDK with its default (httpx) transport, the same bodies and concurrency, no retries."""
+    import openai
+
+    client = openai.AsyncOpenAI(base_url=url, api_key="stub", max_retries=0)
+
+    async def main() -> int:
+        gate = asyncio.Semaphore(concurrency)
+
+        async def one(i: int) -> int:
+            async with gate:
+                reply = await client.chat.completions.create(
+                    model=MODEL, messages=[{"role": "user", "content": _question(i) + " (sdk)"}],
+                    temperature=0.7, top_p=0.95, max_tokens=256, seed=0,
+                )  # fmt: skip
+                return len(reply.choices)
+
+        return sum(await asyncio.gather(*(one(i) for i in range(n))))
+
+    before, started = _usage(), time.perf_counter()
+    answered = asyncio.run(main())
+    seconds, after = time.perf_counter() - started, _usage()
+    return {"seconds": seconds, "cpu_s": after["cpu_s"] - before["cpu_s"], "peak_rss_mb": after["peak_rss_mb"],
+            "answered": answered}  # fmt: skip
+
+
 def prepare(n: int) -> str:
     """A catalog with N text prompts (in its own process, so the build's peak RSS is its own)."""
     import orjson
@@ -154,7 +180,10 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.2)
     parser.add_argument("--faults", action="store_true", help="also run the builder with 5%% 429, 2%% 500, 1%% drops")
     parser.add_argument("--skip-baseline", action="store_true")
-    parser.add_argument("--role", choices=("baseline", "builder", "prepare"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--sdk", action="store_true", help="also time the openai SDK's default transport (pip install openai)"
+    )
+    parser.add_argument("--role", choices=("baseline", "builder", "prepare", "sdk"), help=argparse.SUPPRESS)
     parser.add_argument("--home", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -162,8 +191,11 @@ def main() -> None:
         print(json.dumps({"home": prepare(args.n)}))
         return
     if args.role:
-        run = run_baseline(args.url, args.n, args.concurrency) if args.role == "baseline" else None
-        print(json.dumps(run or run_builder(args.url, args.n, args.concurrency, args.home)))
+        runners = {"baseline": run_baseline, "sdk": run_sdk}
+        if args.role in runners:
+            print(json.dumps(runners[args.role](args.url, args.n, args.concurrency)))
+        else:
+            print(json.dumps(run_builder(args.url, args.n, args.concurrency, args.home)))
         return
 
     print(f"N={args.n} concurrency={args.concurrency} latency={args.latency * 1000:.0f} ms, "
@@ -172,11 +204,14 @@ def main() -> None:
     try:
         baseline = None if args.skip_baseline else _role("baseline", url, args)
         builder = _role("builder", url, args)
+        sdk = _role("sdk", url, args) if args.sdk else None
     finally:
         server.terminate()
         server.wait()
     if baseline:
         print(_line("bare aiohttp baseline", args.n, baseline))
+    if sdk:
+        print(_line("openai SDK (httpx)", args.n, sdk))
     print(_line("tracebank build", args.n, builder))
     print(
         f"  of which sending     {args.n / builder['seconds_sending']:8.0f} req/s   {builder['seconds_sending']:7.2f} s"

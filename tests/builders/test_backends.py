@@ -147,3 +147,16 @@ def test_teacher_and_student_traces_of_the_same_requests_coexist(location, math_
     for policy in ("teacher", "student"):
         again = build(location, BuildConfig(math_dataset, samples=2, model="same-model", policy=policy), FakeTeacher())
         assert (again.existing, again.traces_new) == (12, 0)
+
+
+def test_a_recipe_build_step_takes_strategies_caps_and_backend_options(tmp_path):
+    from tracebank.recipes import load_recipe
+
+    step = "{backend: openai, model: m, strategy: 'styles,ladder', max_cost_usd: 2, price_in: 1, price_out: 2, options: %s}"
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("dataset: d\nsteps:\n  - build: " + step % "{base_url: 'http://127.0.0.1:9/v1', n: 4}" + "\n")
+    _, steps = load_recipe(recipe)
+    assert steps[0].summary == "build with openai:m"
+    recipe.write_text("dataset: d\nsteps:\n  - build: " + step % "{concurency: 4}" + "\n")
+    with pytest.raises(TracebankError, match="unknown openai option 'concurency'"):
+        load_recipe(recipe)
