@@ -218,14 +218,16 @@ def _plan(prompts: pa.Table, cfg: BuildConfig, pool: list[Any]) -> Iterator[Requ
 def _row(
     request: Request, response: Response, cfg: BuildConfig, backend: str, run_id: str, price: Price | None, now: Any
 ) -> dict[str, Any]:
-    failed = response.failed
+    failed, reason = response.failed, response.finish_reason
+    if failed and not reason.startswith("error"):
+        reason = "error"  # cached before failures recorded their kind
     text = None if failed else response.text
     return {
         "trace_id": trace_id(cfg.dataset, cfg.policy, request.key), "prompt_id": request.prompt_id,
         "dataset": cfg.dataset, "policy": cfg.policy, "model": request.model, "backend": backend,
         "strategy": request.strategy, "sample_idx": request.sample_idx, "params": request.params.as_dict(),
         "request_key": request.key, "rationale": text, "answer": get_task(request.task).parse(text) if text else None,
-        "finish_reason": (response.finish_reason if response.finish_reason.startswith("error") else "error") if failed else response.finish_reason,
+        "finish_reason": reason,
         "prompt_tokens": response.prompt_tokens, "completion_tokens": response.completion_tokens,
         "cost_usd": price.cost(response) if price is not None else None, "latency_s": response.latency_s,
         "build_run": run_id, "source_id": None, "meta": orjson.dumps({"error": response.error}).decode() if response.error else None,

@@ -56,3 +56,14 @@ def test_sweep_removes_only_unregistered_files_of_dead_processes(location, math_
     assert sweep(location, registered) == 1
     assert not orphan.exists() and live.exists() and all(os.path.exists(p) for p in registered)
     live.unlink()
+
+
+def test_staged_files_register_in_a_sqlite_catalog_too(tmp_path, math_file):
+    from tracebank.importer import ColumnMap, ImportConfig, import_data
+
+    location = catalog.locate(tmp_path / "sqlite-catalog")
+    catalog.init(location, backend="sqlite")
+    import_data(location, ImportConfig(str(math_file), "toy", ColumnMap.parse("prompt=question,reference=answer")))
+    result = build(location, BuildConfig("toy", samples=2), FakeTeacher())
+    with catalog.Catalog(location) as cat:
+        assert location.backend == "sqlite" and cat.scalar("SELECT count(*) FROM traces") == result.traces_new == 12
