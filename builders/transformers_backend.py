@@ -3,13 +3,27 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
-from itertools import groupby
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from itertools import groupby, islice
 
 import xxhash
 
 from tracebank.builders.base import Request, Response
+from tracebank.errors import TracebankError
 from tracebank.models import resolve_model
+
+CHUNK_BATCHES = 8  # batches pulled at once: sorted by length within, so a budget can stop between
+
+
+@dataclass(frozen=True)
+class TransformersOptions:
+    batch_size: int = 8  # requests per generation batch
+    device: str | None = None  # cuda when there is a GPU, else cpu
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise TracebankError(f"batch_size must be at least 1, got {self.batch_size}")
 
 
 class TransformersTeacher:
@@ -31,14 +45,16 @@ class TransformersTeacher:
         self.model = AutoModelForCausalLM.from_pretrained(path).to(self.device).eval()
         self.stop_ids = set(_as_list(self.model.generation_config.eos_token_id)) | {self.tokenizer.eos_token_id}
 
-    def generate(self, requests: Sequence[Request]) -> Iterator[Response]:
-        """Batches of requests that share sampling parameters, shortest prompts first."""
-        prompts = {r.key: self._prompt(r) for r in requests}
-        by_params = sorted(requests, key=lambda r: (repr(r.params), len(prompts[r.key])))
-        for _, group in groupby(by_params, key=lambda r: repr(r.params)):
-            group = list(group)
-            for start in range(0, len(group), self.batch_size):
-                yield from self._batch(group[start : start + self.batch_size], prompts)
+    def generate(self, requests: Iterable[Request]) -> Iterator[Response]:
+        """Batches of requests that share sampling parameters, shortest prompts first (per chunk)."""
+        pending = iter(requests)
+        while chunk := list(islice(pending, self.batch_size * CHUNK_BATCHES)):
+            prompts = {r.key: self._prompt(r) for r in chunk}
+            by_params = sorted(chunk, key=lambda r: (repr(r.params), len(prompts[r.key])))
+            for _, group in groupby(by_params, key=lambda r: repr(r.params)):
+                group = list(group)
+                for start in range(0, len(group), self.batch_size):
+                    yield from self._batch(group[start : start + self.batch_size], prompts)
 
     def _prompt(self, request: Request) -> str:
         return self.tokenizer.apply_chat_template(request.messages, add_generation_prompt=True, tokenize=False)

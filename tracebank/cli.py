@@ -72,29 +72,63 @@ def import_cmd(
 @app.command("build")
 def build_cmd(
     dataset: Annotated[str, typer.Argument(help="Dataset whose prompts to answer.")],
-    backend: Annotated[str | None, typer.Option(help="Teacher backend (transformers).")] = None,
+    backend: Annotated[str | None, typer.Option(help="Teacher backend: transformers, openai, vllm or replay.")] = None,
     model: Annotated[str | None, typer.Option(help="Model name, local path or cached hub id.")] = None,
     policy: Annotated[str | None, typer.Option(help="teacher or student: who writes these traces.")] = None,
     samples: Annotated[int | None, typer.Option(help="Traces per prompt.")] = None,
     limit: Annotated[int | None, typer.Option(help="Only the first N prompts (by prompt_id).")] = None,
     split_hint: Annotated[str | None, typer.Option(help="Only prompts with this split hint.")] = None,
+    strategy: Annotated[
+        str | None, typer.Option(help="default, or axes to vary: ladder,styles,fewshot,paraphrase (comma-separated).")
+    ] = None,
+    ladder: Annotated[str | None, typer.Option(help="Temperature:top_p steps, e.g. 0.3:1.0,0.9:0.95.")] = None,
+    styles: Annotated[str | None, typer.Option(help="System-prompt styles of the styles axis.")] = None,
+    shots: Annotated[int | None, typer.Option(help="Worked examples per request (fewshot axis).")] = None,
     temperature: Annotated[float | None, typer.Option()] = None,
     top_p: Annotated[float | None, typer.Option()] = None,
     max_new_tokens: Annotated[int | None, typer.Option()] = None,
     seed: Annotated[int | None, typer.Option()] = None,
     batch_size: Annotated[int | None, typer.Option(help="Requests per local generation batch.")] = None,
+    max_cost_usd: Annotated[
+        float | None, typer.Option(help="Stop sending at this cost; finished work is kept.")
+    ] = None,
+    max_tokens: Annotated[
+        int | None, typer.Option(help="Stop sending at this many tokens (prompt + completion).")
+    ] = None,
+    price_in: Annotated[float | None, typer.Option(help="USD per 1M input tokens (overrides the price table).")] = None,
+    price_out: Annotated[float | None, typer.Option(help="USD per 1M output tokens.")] = None,
+    base_url: Annotated[str | None, typer.Option(help="openai: server URL ending in /v1 ($OPENAI_BASE_URL).")] = None,
+    api_key_env: Annotated[str | None, typer.Option(help="openai: variable holding the API key.")] = None,
+    concurrency: Annotated[int | None, typer.Option(help="openai: requests in flight at most.")] = None,
+    rpm: Annotated[float | None, typer.Option(help="openai: requests per minute at most.")] = None,
+    tpm: Annotated[float | None, typer.Option(help="openai: tokens per minute at most.")] = None,
+    timeout: Annotated[float | None, typer.Option(help="openai: seconds per request.")] = None,
+    max_retries: Annotated[int | None, typer.Option(help="openai: retries per request.")] = None,
+    n: Annotated[int | None, typer.Option("--n", help="openai: samples per call where the server honours n.")] = None,
+    replay_file: Annotated[str | None, typer.Option(help="replay: file of recorded responses.")] = None,
     refresh: Annotated[bool, typer.Option("--refresh", help="Ignore cached responses and sample again.")] = False,
+    retry_failed: Annotated[
+        bool, typer.Option("--retry-failed", help="Send again requests that failed for good before (HTTP 400, ...).")
+    ] = False,
     config: Annotated[
         Path | None, typer.Option("--config", help="YAML file of build settings (flags override it).")
     ] = None,
     catalog: CatalogOption = None,
 ) -> None:
-    """Sample teacher (or student) traces for a dataset's prompts, cached and resumable."""
-    flags = {k: v for k, v in locals().items() if k not in ("dataset", "config", "catalog", "refresh")}
+    """Sample teacher (or student) traces for a dataset's prompts, cached, resumable and budgeted."""
+    flags = {k: v for k, v in locals().items() if k not in ("dataset", "config", "catalog", "refresh", "retry_failed")}
     from tracebank.builders.runner import BuildConfig, build
 
+    backend_flags = {"base_url": base_url, "api_key_env": api_key_env, "concurrency": concurrency, "rpm": rpm,
+                     "tpm": tpm, "timeout_s": timeout, "max_retries": max_retries, "n": n, "path": replay_file}  # fmt: skip
+    for name in ("base_url", "api_key_env", "concurrency", "rpm", "tpm", "timeout", "max_retries", "n", "replay_file"):
+        flags.pop(name)
     values = overlay(config, flags)
-    cfg = make(BuildConfig, {**values, "dataset": dataset, "refresh": refresh or values.get("refresh", False)}, "build")
+    options = {**(values.get("options") or {}), **{k: v for k, v in backend_flags.items() if v is not None}}
+    values["options"] = options or None
+    for name, given in (("refresh", refresh), ("retry_failed", retry_failed)):
+        values[name] = given or values.get(name, False)
+    cfg = make(BuildConfig, {**values, "dataset": dataset}, "build")
     out.print(describe(build(catalog_mod.locate(catalog), cfg)))
 
 

@@ -31,10 +31,17 @@ def describe(result: Any) -> str:
             f"from {result.rows} rows" + _snapshot(result.snapshot)
         )
     if isinstance(result, BuildResult):
+        cost = f", ${result.cost_usd:.4f}" if result.cost_usd else ""
+        stopped = (
+            f"; stopped at the {result.stopped} cap with {result.unsent} requests unsent (raise it and rerun to go on)"
+            if result.stopped
+            else ""
+        )
         return (
             f"built {result.traces_new} traces for {result.prompts} prompts of {result.dataset}: {result.sent} requests "
             f"sent, {result.cached} answered from cache, {result.existing} already in the catalog, {result.failed} failed; "
-            f"{result.completion_tokens} completion tokens in {result.seconds:.1f}s" + _snapshot(result.snapshot)
+            f"{result.completion_tokens} completion tokens{cost} in {result.seconds:.1f}s{stopped}"
+            + _snapshot(result.snapshot)
         )
     if isinstance(result, ScoreResult):
         parts = [

@@ -1,0 +1,113 @@
+"""Stream trace rows to Parquet as they arrive; register the files in the catalog in one commit.
+
+Rows are written in row groups of ``rows_per_group`` (memory stays flat however many requests a
+build sends) to files staged in the traces table's own data directory. At the end the stage
+registers them with DuckLake's ``ducklake_add_data_files`` inside the stage's single
+transaction (the files are not copied; DuckLake owns them from then on), so the new traces
+appear as one snapshot or not at all. Files of a build that fails, or is killed before it
+commits, are never registered and are deleted: by this process on its way out, or by the next
+build (a file whose writer process is gone and that no snapshot references).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from tracebank import catalog as catalog_mod
+from tracebank import records
+
+PREFIX = "tracebank-staged"
+_STAGED = re.compile(rf"^{PREFIX}-(\d+)-.+\.parquet$")
+
+
+def traces_dir(location: catalog_mod.CatalogLocation) -> Path:
+    """Where DuckLake keeps the traces table's files (its default layout: <data>/main/traces/)."""
+    return location.data_path / "main" / "traces"
+
+
+class TraceSink:
+    def __init__(self, location: catalog_mod.CatalogLocation, run_id: str, rows_per_group: int = 4096):
+        self.directory = traces_dir(location)
+        self.run_id = run_id
+        self.rows_per_group = rows_per_group
+        self.rows = 0  # rows written or buffered
+        self.files: list[Path] = []
+        self._buffer: list[dict[str, Any]] = []
+        self._writer: pq.ParquetWriter | None = None
+        self.committed = False  # set by the caller once the transaction that registered the files committed
+
+    def __enter__(self) -> TraceSink:
+        return self
+
+    def add(self, row: dict[str, Any]) -> None:
+        self._buffer.append(row)
+        self.rows += 1
+        if len(self._buffer) >= self.rows_per_group:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._buffer:
+            return
+        table = records.conform(pa.Table.from_pylist(self._buffer, schema=records.TRACES), records.TRACES, "traces")
+        if self._writer is None:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            path = self.directory / f"{PREFIX}-{os.getpid()}-{self.run_id}.parquet"
+            self.files.append(path)
+            self._writer = pq.ParquetWriter(path, records.TRACES, compression="zstd")
+        self._writer.write_table(table, row_group_size=len(self._buffer))
+        self._buffer = []
+
+    def close(self) -> list[Path]:
+        """Finish the files (the last row group, the footer); returns them."""
+        self._flush()
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        return self.files
+
+    def register(self, writer: catalog_mod.Writer) -> None:
+        """Add the staged files to the traces table inside ``writer``'s transaction."""
+        for path in self.close():
+            writer.execute(f"CALL ducklake_add_data_files('{catalog_mod.ALIAS}', 'traces', ?)", [str(path)])
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
+        try:
+            self.close()
+        finally:
+            if not self.committed:
+                for path in self.files:
+                    path.unlink(missing_ok=True)
+
+
+def sweep(location: catalog_mod.CatalogLocation, registered: set[str]) -> int:
+    """Delete staged files left by dead processes that no snapshot references; returns how many."""
+    directory = traces_dir(location)
+    if not directory.is_dir():
+        return 0
+    removed = 0
+    for path in directory.glob(f"{PREFIX}-*.parquet"):
+        match = _STAGED.match(path.name)
+        if match is None or _alive(int(match.group(1))) or str(path) in registered or path.name in registered:
+            continue
+        path.unlink(missing_ok=True)
+        removed += 1
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
