@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from typing import Any, Protocol
 
 import orjson
@@ -34,7 +34,7 @@ class SamplingParams:
             raise TracebankError(f"max_new_tokens must be at least 1, got {self.max_new_tokens}")
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {f.name: getattr(self, f.name) for f in fields(self)}  # asdict's deep copy costs 5x: hot path
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ class Response:
         return self.error is not None or self.finish_reason.startswith("error")
 
     def to_json(self) -> bytes:
-        return orjson.dumps(asdict(self))
+        return orjson.dumps(self)  # orjson writes dataclasses natively, fields in order
 
     @classmethod
     def from_json(cls, payload: bytes) -> Response:
@@ -85,6 +85,10 @@ class Teacher(Protocol):
     stops the iterable when a budget is spent) and yields one response for every request it
     pulled, in any order. A failure that dooms the whole run (a rejected API key) is raised as
     :class:`~tracebank.errors.TracebankError` after the responses already finished are yielded.
+
+    A backend that finishes responses in another thread may also have ``waiting() -> int``: how
+    many are ready to be yielded without blocking. The runner then caches each burst of ready
+    responses in one transaction instead of one transaction per response.
     """
 
     backend: str

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from tracebank.builders.base import Response
@@ -49,10 +49,19 @@ class RequestCache:
         return found
 
     def put(self, response: Response) -> None:
-        self.db.execute(
-            "INSERT OR REPLACE INTO responses (key, payload, created_at) VALUES (?, ?, ?)",
-            (response.key, response.to_json(), time.time()),
-        )
+        self.put_many([response])
+
+    def put_many(self, responses: Sequence[Response]) -> None:
+        """Store responses in one transaction: all of them are durable when this returns, or none."""
+        now = time.time()
+        rows = [(r.key, r.to_json(), now) for r in responses]
+        self.db.execute("BEGIN")
+        try:
+            self.db.executemany("INSERT OR REPLACE INTO responses (key, payload, created_at) VALUES (?, ?, ?)", rows)
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
 
     def __len__(self) -> int:
         return int(self.db.execute("SELECT count(*) FROM responses").fetchone()[0])

@@ -109,6 +109,7 @@ class OpenAITeacher:
         self.options = OpenAIOptions(**options)
         self._transport = transport or self._aiohttp
         self.stats: dict[str, float] = {}  # counters of the last generate(): retries, throttled, ...
+        self._engine: _Engine | None = None
 
     def _aiohttp(self) -> AbstractAsyncContextManager[Transport]:
         o = self.options
@@ -117,7 +118,7 @@ class OpenAITeacher:
 
     def generate(self, requests: Iterable[Request]) -> Iterator[Response]:
         """Responses in completion order; raises TracebankError after the last one if the run had to stop."""
-        engine = _Engine(self.model, self.options, self._transport)
+        engine = self._engine = _Engine(self.model, self.options, self._transport)
         thread = threading.Thread(target=engine.run, args=(iter(requests),), name="tracebank-openai", daemon=True)
         thread.start()
         try:
@@ -131,6 +132,10 @@ class OpenAITeacher:
             raise engine.crash
         if engine.fatal is not None:
             raise TracebankError(engine.fatal)
+
+    def waiting(self) -> int:
+        """Responses finished by the send thread and not yet yielded (see the Teacher protocol)."""
+        return self._engine.out.qsize() if self._engine is not None else 0
 
 
 _DONE = object()

@@ -255,6 +255,7 @@ def build(location: catalog_mod.CatalogLocation, cfg: BuildConfig, teacher: Teac
             teacher = teacher or make_teacher(cfg.backend, cfg.model, cfg.backend_options())
             inflight: dict[str, Request] = {}
             sendable = _sendable(_plan(prompts, cfg, pool), set(missing), inflight)
+            catalog_mod.warm_up(location)  # the commit's connection loads while the teacher works
             _generate(teacher, sendable, len(missing), inflight, cache, sink, row, budget, tally)
         tally.unsent = len(missing) - tally.fresh - tally.unfinished
         tally.cost_usd = budget.cost_usd if price is not None else None
@@ -345,20 +346,25 @@ def _generate(
     tally: _Tally,
 ) -> None:
     started, shown = time.perf_counter(), 0.0
+    waiting = getattr(teacher, "waiting", lambda: 0)
     with ui.progress("generating", total=total) as bar:
         try:
-            for response in teacher.generate(budget.gate(requests)):
-                request = inflight.pop(response.key)
-                tally.retries += response.attempts - 1
-                if response.finish_reason == UNFINISHED:
-                    tally.unfinished += 1
-                    tally.last_error = response.error
-                    budget.abandon()
-                    continue
-                cache.put(response)  # durable before it counts as done
-                budget.charge(response)
-                sink.add(row(request, response))
-                tally.add(response)
+            for burst in _bursts(teacher.generate(budget.gate(requests)), waiting):
+                finished = []
+                for response in burst:
+                    tally.retries += response.attempts - 1
+                    if response.finish_reason == UNFINISHED:
+                        inflight.pop(response.key)
+                        tally.unfinished += 1
+                        tally.last_error = response.error
+                        budget.abandon()
+                    else:
+                        finished.append(response)
+                cache.put_many(finished)  # durable before they count as done
+                for response in finished:
+                    budget.charge(response)
+                    sink.add(row(inflight.pop(response.key), response))
+                    tally.add(response)
                 if (now := time.perf_counter()) - shown > 0.25:
                     shown = now
                     bar.update(0, completed=tally.sent, status=_status(tally, budget, now - started))
@@ -369,6 +375,26 @@ def _generate(
             ) from None
         tally.seconds_sending = time.perf_counter() - started
         bar.update(0, completed=tally.sent, status=_status(tally, budget, tally.seconds_sending))
+
+
+def _bursts(responses: Iterator[Response], waiting: Any, most: int = 256) -> Iterator[list[Response]]:
+    """Each response with those already waiting behind it (up to ``most``): one cache transaction each.
+
+    An error the teacher raises while a burst is gathered comes after that burst is handed on,
+    so no finished response is dropped on the way.
+    """
+    responses = iter(responses)
+    for first in responses:
+        burst = [first]
+        while len(burst) < most and waiting():
+            try:
+                burst.append(next(responses))
+            except StopIteration:
+                break
+            except BaseException:
+                yield burst
+                raise
+        yield burst
 
 
 def _status(tally: _Tally, budget: Budget, seconds: float) -> str:

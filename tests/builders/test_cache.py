@@ -1,3 +1,7 @@
+import sqlite3
+
+import pytest
+
 from tracebank.builders.base import Response
 from tracebank.builders.cache import RequestCache
 
@@ -19,3 +23,12 @@ def test_get_many_handles_more_keys_than_one_sql_statement(tmp_path):
         for i in range(1200):
             cache.put(Response(f"k{i}", str(i), "stop"))
         assert len(cache.get_many(f"k{i}" for i in range(0, 2400, 2))) == 600
+
+
+def test_put_many_is_one_transaction(tmp_path):
+    with RequestCache(tmp_path / "c.sqlite") as cache:
+        cache.put_many([Response("a", "1", "stop"), Response("b", "2", "stop")])
+        bad = Response(("c",), "3", "stop")  # a key sqlite cannot bind: the insert fails after "d"
+        with pytest.raises(sqlite3.Error):
+            cache.put_many([Response("d", "4", "stop"), bad])
+        assert sorted(cache.get_many(["a", "b", "c", "d"])) == ["a", "b"]

@@ -95,3 +95,19 @@ def test_build_config_validation(kwargs, message):
 def test_student_policy_is_recorded(location, math_dataset):
     build(location, BuildConfig(math_dataset, samples=1, policy="student", model="student-model"), FakeTeacher())
     assert {(t["policy"], t["model"]) for t in _traces(location)} == {("student", "student-model")}
+
+
+def test_bursts_take_what_is_waiting_and_hand_on_a_burst_before_an_error():
+    from tracebank.builders.runner import _bursts
+
+    def teacher():
+        yield from "abcde"
+        raise TracebankError("API key rejected")
+
+    ready = iter([1, 1, 0, 0, 1])  # b and c wait behind a; nothing behind d; the error behind e
+    seen = []
+    with pytest.raises(TracebankError, match="rejected"):
+        for burst in _bursts(teacher(), lambda: next(ready)):
+            seen.append(burst)
+    assert seen == [["a", "b", "c"], ["d"], ["e"]]
+    assert [list(b) for b in _bursts(iter("xyz"), lambda: 1, most=2)] == [["x", "y"], ["z"]]
