@@ -1,6 +1,6 @@
 """Curation ablation: does a student trained on curated traces beat one trained on all of them?
 
-    .venv/bin/python bench/curation_ablation.py                 # defaults: about 40 minutes on 2 CPU cores
+    .venv/bin/python bench/curation_ablation.py                 # defaults: about 35 minutes on 2 CPU cores
     .venv/bin/python bench/curation_ablation.py --quick         # a few minutes, to check it runs (numbers are noise)
 
 One pool of teacher traces: the 400 real labeled GPT-3 solutions to GSM8K test questions 1-100 plus
