@@ -131,6 +131,7 @@ def test_same_curate_again_says_so(released, tmp_path):
         (["sql", "SELECT 1", "--at", "-3"], ["snapshot must be 0 or more"]),
         (["sql", "DELETE FROM traces"], ["read-only"]),
         (["train", "sft", "--release", "d@v4"], ["no version v4"]),
+        (["train", "sft", "--release", "d@v1", "--chunk-kinds", "reasoning"], ["no chunks for the kept traces"]),
         (["build", "d", "--config", "{tmp}/bad-build.yaml"], ["unknown key 'colour'"]),
         (["run", "{tmp}/absent-recipe.yaml"], ["no such recipe"]),
         (["pairs", "d@v1"], ["has no pairs", "--policy student"]),

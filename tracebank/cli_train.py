@@ -40,10 +40,14 @@ def _train(cls: type, run: Any, stage: str, flags: dict[str, Any], config: Path 
 def train_sft_cmd(
     release: ReleaseOption, student: StudentOption = None, out_dir: OutOption = None, split: SplitOption = None,
     max_steps: IntOption = None, learning_rate: FloatOption = None, batch_size: IntOption = None,
-    max_length: IntOption = None, seed: IntOption = None, lora_r: LoraOption = None, force: ForceOption = False,
-    config: ConfigOption = None, catalog: CatalogOption = None,
+    max_length: IntOption = None, seed: IntOption = None, lora_r: LoraOption = None,
+    chunk_kinds: Annotated[str | None, typer.Option(
+        help="Chunk-wise SFT: train on only these kinds of rationale chunks, e.g. reasoning,compute.")] = None,
+    chunk_min_score: Annotated[float | None, typer.Option(
+        help="Chunk-wise SFT: train on only the chunks scoring at least this (unscored chunks stay).")] = None,
+    force: ForceOption = False, config: ConfigOption = None, catalog: CatalogOption = None,
 ) -> None:  # fmt: skip
-    """Supervised fine-tuning on a release's kept traces (TRL SFTTrainer)."""
+    """Supervised fine-tuning on a release's kept traces (TRL SFTTrainer); chunk-wise where chunks exist."""
     flags = dict(locals())
     from tracebank.train.sft import SFTConfig, train_sft
 

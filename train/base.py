@@ -15,7 +15,7 @@ import shutil
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +73,7 @@ class TrainResult:
 class TrainingData:
     release: dict[str, Any]  # the releases row trained on
     examples: list[dict[str, Any]]  # rows in a TRL conversational format
+    stats: dict[str, float] = field(default_factory=dict)  # how the examples were made, e.g. chunks cut
 
 
 # (model, tokenizer, train dataset, common TrainingArguments kwargs) -> a TRL trainer
@@ -120,14 +121,16 @@ def run_training(
     default_dir = location.home / "models" / f"{release['dataset']}-v{release['version']}-{stage}"
     output_dir = Path(cfg.output_dir or default_dir).absolute()
     training_config = {k: v for k, v in asdict(cfg).items() if k not in ("force", "output_dir", "release")}
+    # The examples' own text too: chunk-wise SFT reads the chunks table, which changes after a release.
     fingerprint = digest(
-        stage, name, release["snapshot_id"], release["decisions_digest"], training_config, len(data.examples)
+        stage, name, release["snapshot_id"], release["decisions_digest"], training_config, digest(data.examples)
     )
     if not cfg.force and completed(output_dir, fingerprint):
         return TrainResult(output_dir, name, len(data.examples), True, {})
     tmp = staging_dir(output_dir)
     try:
         metrics, versions, history = _fit(cfg, data.examples, tmp, make_trainer)
+        metrics = {**metrics, **data.stats}
         card = {
             "stage": stage, "fingerprint": fingerprint, "base_model": cfg.student, "split": cfg.split,
             "examples": len(data.examples), "config": training_config, "metrics": metrics, "versions": versions,

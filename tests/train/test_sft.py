@@ -6,12 +6,12 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from tracebank import catalog, releases
+from tracebank import catalog, records, releases
 from tracebank.errors import TracebankError
 from tracebank.filters.policy import Policy
 from tracebank.models import DEFAULT_MODEL, resolve_model
 from tracebank.train.base import CARD_JSON
-from tracebank.train.sft import SFTConfig, load_split, train_sft
+from tracebank.train.sft import SFTConfig, cut_spans, load_split, train_sft
 
 POLICY = {
     "name": "correct",
@@ -77,3 +77,71 @@ def test_two_sft_steps_change_weights_and_the_model_reloads(location, released, 
 def test_sft_config_validation(kwargs, message):
     with pytest.raises(TracebankError, match=message):
         SFTConfig(**{"release": "d@v1", **kwargs})
+
+
+def _add_chunks(location, dataset, rows):
+    with catalog.writing(location, "chunks for a test") as writer:
+        writer.insert("chunks", records.to_table(rows, records.CHUNKS))
+
+
+def _chunk(trace_id, dataset, idx, start, end, kind, score=None, run_id="chunk-1", text="x"):
+    return {"trace_id": trace_id, "dataset": dataset, "chunk_idx": idx, "text": text, "char_start": start,
+            "char_end": end, "kind": kind, "score": score, "scorer": None, "run_id": run_id}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("spans", "expected"),
+    [
+        ([(8, 15)], "Step 1. Step 3."),  # a middle step: one space is left between its neighbours
+        ([(0, 7)], "Step 2. Step 3."),
+        ([(16, 23)], "Step 1. Step 2."),
+        ([(0, 7), (8, 15)], "Step 3."),
+        ([], "Step 1. Step 2. Step 3."),
+    ],
+)
+def test_cut_spans_removes_steps_and_keeps_one_gap(spans, expected):
+    cut = [{"chunk_idx": i, "char_start": s, "char_end": e} for i, (s, e) in enumerate(spans)]
+    assert cut_spans("Step 1. Step 2. Step 3.", cut, "t") == expected
+    assert cut_spans("a\nb\nc\nd", [{"chunk_idx": 1, "char_start": 2, "char_end": 3}], "t") == "a\nc\nd"
+
+
+def test_cut_spans_refuses_spans_outside_the_rationale():
+    with pytest.raises(TracebankError, match="chunk 4 of trace t spans characters 3..40"):
+        cut_spans("short", [{"chunk_idx": 4, "char_start": 3, "char_end": 40}], "t")
+
+
+def test_chunk_wise_split_cuts_unwanted_steps_and_keeps_unchunked_traces(location, released):
+    ref = releases.ReleaseRef.parse(released)
+    whole = {e["trace_id"]: e["completion"][0]["content"] for e in load_split(location, ref, "train").examples}
+    dataset = ref.dataset
+    first, second, *rest = sorted(whole)
+    a, b = whole[first], whole[second]
+    half_a, half_b = len(a) // 2, len(b) // 2
+    _add_chunks(location, dataset, [
+        # an older run of the first trace, superseded by the later one below
+        _chunk(first, dataset, 0, 0, len(a), "restate", run_id="chunk-0"),
+        _chunk(first, dataset, 0, 0, half_a, "restate", 0.9, run_id="chunk-2"),
+        _chunk(first, dataset, 1, half_a, len(a), "compute", 0.8, run_id="chunk-2"),
+        _chunk(second, dataset, 0, 0, half_b, "reasoning", 0.2, run_id="chunk-2"),
+        _chunk(second, dataset, 1, half_b, len(b), "compute", None, run_id="chunk-2"),
+    ])  # fmt: skip
+    cfg = SFTConfig(release=released, chunk_kinds="reasoning,compute", chunk_min_score=0.5)
+    data = load_split(location, ref, "train", cfg)
+    got = {e["trace_id"]: e["completion"][0]["content"] for e in data.examples}
+    assert got[first] == a[half_a:].strip()  # the restate step is cut (kind)
+    assert got[second] == b[half_b:].strip()  # the low-scored step is cut; the unscored one stays
+    assert all(got[t] == whole[t] for t in rest)  # no chunks: trained on whole
+    assert data.stats == {"chunked_traces": 2, "unchunked_traces": len(rest), "traces_cut_whole": 0,
+                          "chunks_kept": 2, "chunks_cut": 2}  # fmt: skip
+
+    only_restate = load_split(location, ref, "train", SFTConfig(release=released, chunk_kinds="restate"))
+    assert first in {e["trace_id"] for e in only_restate.examples}
+    assert second not in {e["trace_id"] for e in only_restate.examples}  # every chunk cut: left out
+    with pytest.raises(TracebankError, match="no chunk of kind summary .*kinds present: compute, reasoning, restate"):
+        load_split(location, ref, "train", SFTConfig(release=released, chunk_kinds="compute,summary"))
+
+
+def test_chunk_wise_sft_needs_chunks(location, released):
+    with pytest.raises(TracebankError, match="no chunks for the kept traces"):
+        load_split(location, releases.ReleaseRef.parse(released), "train",
+                   SFTConfig(release=released, chunk_min_score=0.5))  # fmt: skip
