@@ -8,11 +8,20 @@ the rule that curated the data is the rule that evaluates the student. ``is_corr
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 Messages = list[dict[str, str]]
+
+
+def edit_last_user(messages: Messages, edit: Callable[[str], str]) -> Messages:
+    """A copy of ``messages`` with ``edit`` applied to the last user turn's content."""
+    rendered = [dict(m) for m in messages]
+    last_user = max(i for i, m in enumerate(rendered) if m["role"] == "user")
+    rendered[last_user]["content"] = edit(rendered[last_user]["content"])
+    return rendered
+
 
 # Why a verdict is what it is. ``correct`` passes; ``no_reference`` cannot be judged (correct is None).
 REASONS = (

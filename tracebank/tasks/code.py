@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 
 from tracebank import hashing, verdict_cache
 from tracebank.sandbox import SandboxLimits, run_python
-from tracebank.tasks.base import Messages, Verdict
+from tracebank.tasks.base import Messages, Verdict, edit_last_user
 
 INSTRUCTION = (
     "Complete the following Python function. Reply with the whole function (with any imports it "
@@ -165,10 +165,7 @@ class CodeTask:
 
     def render(self, messages: Messages) -> Messages:
         """The stored prompt (a signature and docstring) in a code block, after the instruction."""
-        rendered = [dict(m) for m in messages]
-        last_user = max(i for i, m in enumerate(rendered) if m["role"] == "user")
-        rendered[last_user]["content"] = f"{INSTRUCTION}\n\n```python\n{rendered[last_user]['content']}```"
-        return rendered
+        return edit_last_user(messages, lambda signature: f"{INSTRUCTION}\n\n```python\n{signature}```")
 
     def parse(self, text: str) -> str | None:
         return extract_code(text)[0]

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from fractions import Fraction
 
 from tracebank.tasks import symbolic
-from tracebank.tasks.base import Messages, Verdict
+from tracebank.tasks.base import Messages, Verdict, edit_last_user
 
 INSTRUCTION = (
     "Solve the problem step by step. "
@@ -190,10 +190,7 @@ class MathTask:
 
     def render(self, messages: Messages) -> Messages:
         """The stored question, with the answer-format instruction appended to the last user turn."""
-        rendered = [dict(m) for m in messages]
-        last_user = max(i for i, m in enumerate(rendered) if m["role"] == "user")
-        rendered[last_user]["content"] = f"{rendered[last_user]['content']}\n\n{INSTRUCTION}"
-        return rendered
+        return edit_last_user(messages, lambda question: f"{question}\n\n{INSTRUCTION}")
 
     def parse(self, text: str) -> str | None:
         return extract_answer(text)[0]
