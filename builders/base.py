@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from tracebank.errors import TracebankError
+from tracebank.errors import TracebankError, check_at_least
 
 
 @dataclass(frozen=True)
@@ -30,8 +30,7 @@ class SamplingParams:
             raise TracebankError(f"temperature must be in [0, 5], got {self.temperature}")
         if not 0.0 < self.top_p <= 1.0:
             raise TracebankError(f"top_p must be in (0, 1], got {self.top_p}")
-        if self.max_new_tokens < 1:
-            raise TracebankError(f"max_new_tokens must be at least 1, got {self.max_new_tokens}")
+        check_at_least(self, 1, "max_new_tokens")
 
     def as_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}  # asdict's deep copy costs 5x: hot path

@@ -37,7 +37,7 @@ from tracebank.builders.budget import Budget, Price, resolve_price
 from tracebank.builders.cache import RequestCache
 from tracebank.builders.plans import DEFAULT_LADDER, STYLES, PlanSpec, iter_requests
 from tracebank.builders.sink import TraceSink, sweep
-from tracebank.errors import TracebankError
+from tracebank.errors import TracebankError, check_at_least
 from tracebank.importer import POLICIES
 from tracebank.models import DEFAULT_MODEL
 from tracebank.tasks import get_task
@@ -76,15 +76,10 @@ class BuildConfig:
             raise TracebankError(f"unknown backend {self.backend!r}; choose one of {', '.join(BACKENDS)}")
         if self.policy not in POLICIES:
             raise TracebankError(f"policy {self.policy!r}: choose one of {', '.join(POLICIES)}")
-        for name in ("samples", "batch_size"):
-            if getattr(self, name) < 1:
-                raise TracebankError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.limit is not None and self.limit < 1:
-            raise TracebankError(f"limit must be at least 1, got {self.limit}")
+        check_at_least(self, 1, "samples", "batch_size", "limit")
         if self.max_cost_usd is not None and self.max_cost_usd <= 0:
             raise TracebankError(f"max_cost_usd must be positive, got {self.max_cost_usd}")
-        if self.max_tokens is not None and self.max_tokens < 1:
-            raise TracebankError(f"max_tokens must be at least 1, got {self.max_tokens}")
+        check_at_least(self, 1, "max_tokens")
         for name in ("price_in", "price_out"):
             value = getattr(self, name)
             if value is not None and value < 0:

@@ -10,7 +10,7 @@ from itertools import groupby, islice
 import xxhash
 
 from tracebank.builders.base import Request, Response
-from tracebank.errors import TracebankError
+from tracebank.errors import check_at_least
 from tracebank.models import resolve_model
 
 CHUNK_BATCHES = 8  # batches pulled at once: sorted by length within, so a budget can stop between
@@ -22,8 +22,7 @@ class TransformersOptions:
     device: str | None = None  # cuda when there is a GPU, else cpu
 
     def __post_init__(self) -> None:
-        if self.batch_size < 1:
-            raise TracebankError(f"batch_size must be at least 1, got {self.batch_size}")
+        check_at_least(self, 1, "batch_size")
 
 
 class TransformersTeacher:

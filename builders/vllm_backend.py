@@ -15,7 +15,7 @@ from itertools import islice
 from typing import Any
 
 from tracebank.builders.base import Request, Response
-from tracebank.errors import TracebankError
+from tracebank.errors import TracebankError, check_at_least
 from tracebank.models import resolve_model
 
 
@@ -29,14 +29,11 @@ class VLLMOptions:
     chunk_size: int = 1024  # requests per LLM.chat call
 
     def __post_init__(self) -> None:
-        if self.tensor_parallel_size < 1:
-            raise TracebankError(f"tensor_parallel_size must be at least 1, got {self.tensor_parallel_size}")
+        check_at_least(self, 1, "tensor_parallel_size")
         if not 0.0 < self.gpu_memory_utilization <= 1.0:
             raise TracebankError(f"gpu_memory_utilization must be in (0, 1], got {self.gpu_memory_utilization}")
-        if self.max_model_len is not None and self.max_model_len < 16:
-            raise TracebankError(f"max_model_len must be at least 16, got {self.max_model_len}")
-        if self.chunk_size < 1:
-            raise TracebankError(f"chunk_size must be at least 1, got {self.chunk_size}")
+        check_at_least(self, 16, "max_model_len")
+        check_at_least(self, 1, "chunk_size")
 
 
 def import_vllm() -> Any:

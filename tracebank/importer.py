@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 
 from tracebank import catalog as catalog_mod
 from tracebank import hashing, provenance, records, sources
-from tracebank.errors import TracebankError
+from tracebank.errors import TracebankError, check_at_least
 from tracebank.readers import read_rows
 from tracebank.tasks import get_task
 
@@ -96,8 +96,7 @@ class ImportConfig:
         get_task(self.task)
         if self.policy not in POLICIES:
             raise TracebankError(f"policy {self.policy!r}: choose one of {', '.join(POLICIES)}")
-        if self.limit is not None and self.limit < 1:
-            raise TracebankError(f"limit must be at least 1, got {self.limit}")
+        check_at_least(self, 1, "limit")
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ import orjson
 
 from tracebank import catalog as catalog_mod
 from tracebank import provenance, records
-from tracebank.errors import TracebankError
+from tracebank.errors import TracebankError, check_at_least
 from tracebank.hashing import digest
 from tracebank.models import DEFAULT_MODEL, resolve_model
 from tracebank.releases import ReleaseRef
@@ -51,9 +51,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         ReleaseRef.parse(self.release)
-        for name in ("max_steps", "batch_size", "gradient_accumulation_steps", "max_length", "lora_alpha"):
-            if getattr(self, name) < 1:
-                raise TracebankError(f"{name} must be at least 1, got {getattr(self, name)}")
+        check_at_least(self, 1, "max_steps", "batch_size", "gradient_accumulation_steps", "max_length", "lora_alpha")
         if self.lora_r < 0:
             raise TracebankError(f"lora_r must be 0 (full fine-tuning) or more, got {self.lora_r}")
         if not 0 < self.learning_rate < 1:

@@ -20,7 +20,7 @@ from tracebank import catalog as catalog_mod
 from tracebank import provenance, records, ui
 from tracebank.builders.base import SamplingParams, Teacher, make_teacher
 from tracebank.builders.plans import plan_requests
-from tracebank.errors import TracebankError
+from tracebank.errors import TracebankError, check_at_least
 from tracebank.releases import ReleaseRef, resolve
 from tracebank.tasks import get_task
 
@@ -52,11 +52,7 @@ class EvalConfig:
             raise TracebankError("evaluate on either --release DATASET@vN [--split S] or --dataset D --split-hint H")
         if self.release is not None:
             ReleaseRef.parse(self.release)
-        if self.limit is not None and self.limit < 1:
-            raise TracebankError(f"limit must be at least 1, got {self.limit}")
-        for name in ("max_new_tokens", "batch_size"):
-            if getattr(self, name) < 1:
-                raise TracebankError(f"{name} must be at least 1, got {getattr(self, name)}")
+        check_at_least(self, 1, "limit", "max_new_tokens", "batch_size")
         SamplingParams(self.temperature, 1.0, self.max_new_tokens)  # validates the sampling values
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from tracebank import catalog as catalog_mod
 from tracebank import provenance, records
-from tracebank.errors import TracebankError
+from tracebank.errors import TracebankError, check_at_least
 from tracebank.hashing import digest
 from tracebank.importer import POLICIES
 from tracebank.releases import ReleaseRef, resolve
@@ -39,8 +39,7 @@ class PairsConfig:
 
     def __post_init__(self) -> None:
         ReleaseRef.parse(self.release)
-        if self.max_per_prompt < 1:
-            raise TracebankError(f"max_per_prompt must be at least 1, got {self.max_per_prompt}")
+        check_at_least(self, 1, "max_per_prompt")
         unknown = [p for p in self.rejected_from if p not in POLICIES]
         if not self.rejected_from or unknown:
             raise TracebankError(
