@@ -63,11 +63,12 @@ def load_split(
     location: catalog_mod.CatalogLocation, ref: ReleaseRef, split: str, cfg: SFTConfig | None = None
 ) -> TrainingData:
     """Kept traces of one split of a release, as prompt/completion conversations (chunk-wise if ``cfg`` says)."""
+    chunk_wise = cfg is not None and cfg.chunk_wise()
     with catalog_mod.Catalog(location) as cat:
         release = resolve(cat, ref)
         params = [release["dataset"], release["version"], split]
         rows = cat.arrow(SPLIT_SQL, params).to_pylist()
-        chunks = cat.arrow(CHUNKS_SQL, [release["dataset"], *params]).to_pylist() if cfg and cfg.chunk_wise() else []
+        chunks = cat.arrow(CHUNKS_SQL, [release["dataset"], *params]).to_pylist() if chunk_wise else []
     if not rows:
         splits = sorted({c["split"] for c in release["counts"] if c["keep"]})
         raise TracebankError(
@@ -75,7 +76,7 @@ def load_split(
             f"splits with kept traces: {', '.join(splits) or 'none'}"
         )
     stats: dict[str, float] = {}
-    if cfg is not None and cfg.chunk_wise():
+    if chunk_wise:
         rows, stats = _chunk_wise(rows, chunks, cfg, f"{release['dataset']}@v{release['version']} split {split!r}")
     examples = [
         {
