@@ -3,25 +3,31 @@
 Every run scores all of the dataset's traces (set-level filters such as duplicates need the
 whole group), compares the result with the stored scores, and in one commit replaces only the
 (trace, filter) rows whose values, reasons or filter version changed. A rerun on unchanged data
-writes nothing.
+writes nothing. Rows a filter makes for other tables (chunks, embeddings: ``Scorer.outputs``) are
+compared and replaced per trace the same way, in the same commit.
+
+Filters run in the order given. Each input row carries ``correct``, the stored correctness
+verdict (or this run's, when ``correctness`` runs first), which the duplicate filters use to
+choose representatives.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import polars as pl
+import pyarrow as pa
 
 from tracebank import catalog as catalog_mod
 from tracebank import provenance, records
 from tracebank.errors import TracebankError
-from tracebank.filters.base import Scorer, check_reads, to_scores
+from tracebank.filters.base import Scorer, check_reads, make_scorer, to_scores
 from tracebank.filters.consistency import SelfConsistency
 from tracebank.filters.correctness import Correctness
 from tracebank.filters.duplicates import ExactDuplicate
 
-FILTERS: dict[str, Callable[[], Scorer]] = {
+FILTERS: dict[str, type] = {
     "correctness": Correctness,
     "exact_dup": ExactDuplicate,
     "self_consistency": SelfConsistency,
@@ -30,18 +36,27 @@ DEFAULT_FILTERS = ("correctness", "exact_dup")
 
 INPUT_SQL = """
 SELECT t.trace_id, t.prompt_id, t.policy, t.model, t.strategy, t.rationale, t.answer, t.finish_reason,
-       p.task, p.messages, p.reference
+       p.task, p.messages, p.reference, p.split_hint,
+       (SELECT CAST(max(s.value) AS TINYINT) FROM scores s
+        WHERE s.trace_id = t.trace_id AND s.filter = 'correctness' AND s.metric = 'correct') AS correct
 FROM traces t JOIN prompts p ON p.prompt_id = t.prompt_id
 WHERE t.dataset = ?
 ORDER BY t.trace_id
 """
+# Other tables a filter may fill (Scorer.outputs): (the key replaced as a whole, the columns compared).
+OUTPUT_TABLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "chunks": (("trace_id",), ("chunk_idx", "text", "char_start", "char_end", "kind", "score", "scorer")),
+    "embeddings": (("trace_id", "model"), ("dim", "text_digest")),
+}
 VALUE_COLUMNS = ["metric", "value", "detail", "passed", "reason", "filter_version"]
+SCORE_KEY = ["trace_id", "filter"]
 
 
 @dataclass(frozen=True)
 class ScoreConfig:
     dataset: str
     filters: tuple[str, ...] = DEFAULT_FILTERS
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)  # filter -> its settings (Scorer.Options)
 
     def __post_init__(self) -> None:
         if not self.filters:
@@ -49,6 +64,19 @@ class ScoreConfig:
         unknown = [f for f in self.filters if f not in FILTERS]
         if unknown:
             raise TracebankError(f"unknown filter {unknown[0]!r}; choose from {', '.join(FILTERS)}")
+        if not isinstance(self.options, dict) or not all(isinstance(v, dict) for v in self.options.values()):
+            raise TracebankError(
+                "filter options must map a filter name to its settings, e.g. {near_dup: {threshold: 0.8}}"
+            )
+        stray = [name for name in self.options if name not in self.filters]
+        if stray:
+            raise TracebankError(
+                f"options for {stray[0]!r}, which this run does not score; filters: {', '.join(self.filters)}"
+            )
+        self.scorers()  # every option checked now, before anything is read
+
+    def scorers(self) -> list[Scorer]:
+        return [make_scorer(FILTERS[name], self.options.get(name)) for name in self.filters]
 
 
 @dataclass(frozen=True)
@@ -69,22 +97,22 @@ class ScoreResult:
     run_id: str
 
 
-def _fingerprints(scores: pl.DataFrame) -> pl.DataFrame:
-    """One string per (trace_id, filter) that changes whenever any stored value would."""
-    row = pl.concat_str([pl.col(c).cast(pl.String).fill_null("\x00") for c in VALUE_COLUMNS], separator="\x1f")
-    return (
-        scores.with_columns(row=row)
-        .group_by("trace_id", "filter")
-        .agg(fingerprint=pl.col("row").sort().str.join("\x1e"))
+def _fingerprints(rows: pl.DataFrame, keys: list[str], columns: list[str]) -> pl.DataFrame:
+    """One string per key that changes whenever any of its rows' ``columns`` would."""
+    row = pl.concat_str([pl.col(c).cast(pl.String).fill_null("\x00") for c in columns], separator="\x1f")
+    return rows.with_columns(row=row).group_by(keys).agg(fingerprint=pl.col("row").sort().str.join("\x1e"))
+
+
+def _changed(
+    new: pl.DataFrame, old: pl.DataFrame, keys: list[str] = SCORE_KEY, columns: list[str] = VALUE_COLUMNS
+) -> pl.DataFrame:
+    """Keys (by default (trace_id, filter)) whose new rows differ from the stored ones, or are new."""
+    joined = _fingerprints(new, keys, columns).join(
+        _fingerprints(old, keys, columns), on=keys, how="left", suffix="_old"
     )
-
-
-def _changed(new: pl.DataFrame, old: pl.DataFrame) -> pl.DataFrame:
-    """(trace_id, filter) pairs whose new scores differ from the stored ones (or are new)."""
-    joined = _fingerprints(new).join(_fingerprints(old), on=["trace_id", "filter"], how="left", suffix="_old")
     return joined.filter(
         pl.col("fingerprint_old").is_null() | (pl.col("fingerprint") != pl.col("fingerprint_old"))
-    ).select("trace_id", "filter")
+    ).select(keys)
 
 
 def _stats(name: str, scores: pl.DataFrame, changed: pl.DataFrame) -> FilterStats:
@@ -99,18 +127,83 @@ def _stats(name: str, scores: pl.DataFrame, changed: pl.DataFrame) -> FilterStat
     )
 
 
+def _with_correct(inputs: pa.Table, result: pa.Table) -> pa.Table:
+    """``inputs`` with its ``correct`` column replaced by this run's correctness verdicts."""
+    verdicts = pl.from_arrow(result.select(["trace_id", "correct"]))
+    joined = pl.from_arrow(inputs.select(["trace_id"])).join(verdicts, on="trace_id", how="left", maintain_order="left")
+    position = inputs.column_names.index("correct")
+    return inputs.set_column(position, "correct", joined["correct"].cast(pl.Int8).to_arrow())
+
+
+def _run_scorers(scorers: list[Scorer], inputs: pa.Table, cfg: ScoreConfig, run_id: str, started_at) -> pl.DataFrame:
+    parts = []
+    for scorer in scorers:
+        result = scorer.score(inputs.select(list(scorer.reads)))
+        if scorer.name == "correctness":
+            inputs = _with_correct(inputs, result)
+        parts.append(pl.from_arrow(to_scores(scorer, result, cfg.dataset, run_id, started_at)))
+    return pl.concat(parts)
+
+
+def _outputs(scorers: list[Scorer], dataset: str, run_id: str) -> dict[str, pa.Table]:
+    """Rows for other tables from every scorer that makes them, conformed to their schemas."""
+    tables: dict[str, list[pa.Table]] = {}
+    for scorer in scorers:
+        for name, table in (scorer.outputs() if hasattr(scorer, "outputs") else {}).items():
+            if name not in OUTPUT_TABLES:
+                raise TypeError(f"filter {scorer.name!r} returned rows for {name!r}, which filters do not fill")
+            n = table.num_rows
+            table = table.append_column("dataset", pa.array([dataset] * n, pa.string()))
+            table = table.append_column("run_id", pa.array([run_id] * n, pa.string()))
+            tables.setdefault(name, []).append(records.conform(table, records.TABLES[name], f"{name} of {scorer.name}"))
+    return {name: pa.concat_tables(parts) for name, parts in tables.items()}
+
+
+def _write_outputs(writer: catalog_mod.Writer, dataset: str, outputs: dict[str, pa.Table]) -> dict[str, int]:
+    """Replace the rows of other tables whose compared columns differ from the stored ones; returns keys changed."""
+    counts = {}
+    for name, table in outputs.items():
+        keys, compared = OUTPUT_TABLES[name]
+        new = pl.from_arrow(table)
+        writer.con.register("_output_ids", new.select("trace_id").unique().to_arrow())
+        try:
+            old = pl.from_arrow(writer.arrow(
+                f"SELECT {', '.join(keys + compared)} FROM {name} "
+                "WHERE dataset = ? AND trace_id IN (SELECT trace_id FROM _output_ids)",
+                [dataset],
+            ))  # fmt: skip
+        finally:
+            writer.con.unregister("_output_ids")
+        changed = _changed(new, old, list(keys), list(compared))
+        counts[name] = changed.height
+        if changed.height:
+            where = f"({', '.join(keys)}) IN (SELECT ({', '.join(keys)}) FROM _output_changed)"
+            writer.con.register("_output_changed", changed.to_arrow())
+            try:
+                writer.execute(f"DELETE FROM {name} WHERE dataset = ? AND {where}", [dataset])
+            finally:
+                writer.con.unregister("_output_changed")
+            writer.insert(name, new.join(changed, on=list(keys), how="semi").to_arrow())
+    return counts
+
+
 def score(location: catalog_mod.CatalogLocation, cfg: ScoreConfig) -> ScoreResult:
     """Score every trace of ``cfg.dataset`` with each filter; store only what changed."""
     started_at, run_id = records.now(), provenance.new_run_id("score")
-    scorers = [FILTERS[name]() for name in cfg.filters]
+    scorers = cfg.scorers()
     with catalog_mod.Catalog(location) as cat:
         cat.require_dataset(cfg.dataset)
         inputs = cat.arrow(INPUT_SQL, [cfg.dataset])
-    for scorer in scorers:
-        check_reads(scorer, inputs)
-    new = pl.concat(
-        [pl.from_arrow(to_scores(s, s.score(inputs.select(list(s.reads))), cfg.dataset, run_id, started_at)) for s in scorers]
-    ) if inputs.num_rows else pl.from_arrow(records.SCORES.empty_table())  # fmt: skip
+        for scorer in scorers:
+            check_reads(scorer, inputs)
+            if hasattr(scorer, "prepare"):
+                scorer.prepare(cat, cfg.dataset)
+    new = (
+        _run_scorers(scorers, inputs, cfg, run_id, started_at)
+        if inputs.num_rows
+        else pl.from_arrow(records.SCORES.empty_table())
+    )
+    outputs = _outputs(scorers, cfg.dataset, run_id) if inputs.num_rows else {}
     marks = ",".join("?" * len(cfg.filters))
     with catalog_mod.writing(
         location, f"score {cfg.dataset} with {', '.join(cfg.filters)}", {"stage": "score", "run_id": run_id}
@@ -128,6 +221,9 @@ def score(location: catalog_mod.CatalogLocation, cfg: ScoreConfig) -> ScoreResul
                 [cfg.dataset],
             )
             writer.insert("scores", new.join(changed, on=["trace_id", "filter"], how="semi").to_arrow())
+        output_changes = _write_outputs(writer, cfg.dataset, outputs)
+        if changed.height or any(output_changes.values()):
             counters = {f"{s.filter}_{k}": v for s in stats for k, v in asdict(s).items() if k != "filter"}
+            counters.update({f"{name}_traces_changed": n for name, n in output_changes.items()})
             writer.insert("runs", provenance.run_row(run_id, "score", cfg.dataset, started_at, asdict(cfg), counters))
     return ScoreResult(cfg.dataset, stats, writer.snapshot, run_id)

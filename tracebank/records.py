@@ -137,6 +137,25 @@ CHUNKS = _schema(
     ("run_id", pa.string(), False),
 )
 
+EMBEDDINGS = _schema(
+    ("trace_id", pa.string(), False),
+    ("dataset", pa.string(), False),
+    ("model", pa.string(), False),  # the embedding model's name
+    ("dim", pa.int32(), False),  # length of every vector of this model (DuckLake stores lists, not fixed arrays)
+    ("text_digest", pa.string(), False),  # xxh128 of the embedded text: a changed text is embedded again
+    ("vector", pa.list_(pa.float32()), False),  # unit length
+    ("run_id", pa.string(), False),
+)
+
+METRICS = _schema(
+    ("dataset", pa.string(), False),
+    ("version", pa.int32(), False),
+    ("split", pa.string(), False),  # a split of the release, or 'all' (kept traces) / 'input' (every trace)
+    ("metric", pa.string(), False),  # e.g. distinct_2, answer_entropy, dup_cluster_size, strategy_kept
+    ("key", pa.string(), True),  # a histogram bucket, strategy or benchmark; null for a single number
+    ("value", pa.float64(), True),
+)
+
 PAIRS = _schema(
     ("pair_id", pa.string(), False),  # hash of (chosen, rejected)
     ("dataset", pa.string(), False),
@@ -176,6 +195,8 @@ TABLES: dict[str, pa.Schema] = {
     "chunks": CHUNKS,
     "pairs": PAIRS,
     "evals": EVALS,
+    "embeddings": EMBEDDINGS,
+    "metrics": METRICS,
 }
 
 _DUCKDB_TYPES = {
@@ -183,6 +204,7 @@ _DUCKDB_TYPES = {
     pa.int32(): "INTEGER",
     pa.int64(): "BIGINT",
     pa.float64(): "DOUBLE",
+    pa.float32(): "FLOAT",
     pa.bool_(): "BOOLEAN",
     pa.int8(): "TINYINT",
     TIMESTAMP: "TIMESTAMPTZ",

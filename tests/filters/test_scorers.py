@@ -27,16 +27,52 @@ def test_correctness_reasons():
     assert by_id["ok"]["correct"] == 1 and by_id["wrong"]["correct"] == 0 and by_id["wrong"]["extracted"] == "8"
 
 
-def test_exact_duplicates_keep_first_per_prompt_and_ignore_case_and_spacing():
+def _messages(question: str) -> list[dict[str, str]]:
+    return [{"role": "user", "content": question}]
+
+
+def test_exact_duplicates_ignore_case_spacing_and_number_format_within_a_question():
     table = pa.table({
-        "trace_id": ["a", "b", "c", "d", "e"],
-        "prompt_id": ["p1", "p1", "p1", "p2", "p1"],
-        "rationale": ["Add 2 and 2.  #### 4", "add 2 and 2. #### 4", "Different. #### 4", "Add 2 and 2. #### 4", "ADD 2 AND 2.\n#### 4"],
+        "trace_id": ["a", "b", "c", "d", "e", "f"],
+        "prompt_id": ["p1", "p1", "p1", "p2", "p1", "p1"],
+        "messages": [_messages("Add 2 and 2?")] * 3 + [_messages("Add 3 and 3?")] + [_messages("Add 2 and 2?")] * 2,
+        "rationale": ["Add 2 and 2.  #### 4", "add 2 and 2. #### 4", "Different. #### 4", "Add 2 and 2. #### 4",
+                      "ADD 2 AND 2.\n#### 4.0", "It costs $1,000.50 so #### 4"],
+        "correct": [1, 1, 1, 1, 1, 1],
     })  # fmt: skip
     rows = {r["trace_id"]: r for r in ExactDuplicate().score(table).to_pylist()}
-    assert [rows[t]["is_duplicate"] for t in "abcde"] == [0, 1, 0, 0, 1]  # d is another prompt
-    assert rows["b"]["duplicate_of"] == "a" and rows["e"]["duplicate_of"] == "a" and rows["a"]["duplicate_of"] is None
-    assert rows["a"]["group_size"] == 3 and rows["b"]["reason"] == "duplicate" and rows["c"]["reason"] == "unique"
+    # Representative: correct first, then the shortest rationale (b, 19 characters), then trace_id.
+    assert [rows[t]["is_duplicate"] for t in "abcdef"] == [1, 0, 0, 0, 1, 0]  # d answers another question
+    assert rows["a"]["duplicate_of"] == "b" and rows["e"]["duplicate_of"] == "b" and rows["b"]["duplicate_of"] is None
+    assert rows["b"]["group_size"] == 3 and rows["a"]["reason"] == "duplicate" and rows["c"]["reason"] == "unique"
+    assert rows["a"]["rationale_prompts"] == 2  # the same text also answers p2's question
+    assert rows["c"]["prompt_copies"] == 1 and rows["c"]["prompt_duplicate_of"] is None
+
+
+def test_exact_duplicates_prefer_a_correct_representative():
+    table = pa.table({
+        "trace_id": ["a", "b"], "prompt_id": ["p", "p"], "messages": [_messages("Q?")] * 2,
+        "rationale": ["So #### 5", "so  #### 5"], "correct": [0, 1],
+    })  # fmt: skip
+    rows = {r["trace_id"]: r for r in ExactDuplicate().score(table).to_pylist()}
+    assert rows["b"]["is_duplicate"] == 0 and rows["a"]["is_duplicate"] == 1 and rows["a"]["duplicate_of"] == "b"
+
+
+def test_exact_duplicates_across_prompt_ids_with_the_same_question_text():
+    # The same question imported twice under different ids (other spacing and case), e.g. a test
+    # question that is also a train question: one question, so its copies are duplicates.
+    table = pa.table({
+        "trace_id": ["t1", "t2", "t3"], "prompt_id": ["train-7", "test-3", "other"],
+        "messages": [_messages("How many  apples?"), _messages("how many apples?"), _messages("How many pears?")],
+        "rationale": ["3 + 4 = 7 #### 7", "3 + 4 = 7 #### 7", None], "correct": [None, None, None],
+    })  # fmt: skip
+    rows = {r["trace_id"]: r for r in ExactDuplicate().score(table).to_pylist()}
+    assert rows["t1"]["prompt_copies"] == 2 and rows["t2"]["prompt_copies"] == 2
+    assert {rows["t1"]["prompt_duplicate_of"], rows["t2"]["prompt_duplicate_of"]} == {None, "test-3"}
+    assert sorted([rows["t1"]["is_duplicate"], rows["t2"]["is_duplicate"]]) == [0, 1]
+    assert (
+        rows["t3"]["passed"] is None and rows["t3"]["reason"] == "no_rationale" and rows["t3"]["is_duplicate"] is None
+    )
 
 
 def test_to_scores_is_long_form_with_numbers_and_text():
