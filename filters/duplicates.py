@@ -67,11 +67,9 @@ class ExactDuplicate:
             )
         )
         missing = pl.Series(table.column("rationale")).is_null().gather(order)  # in frame order
+        unjudged = ("is_duplicate", "group_size", "duplicate_of", "rationale_prompts", "passed")
         scored = scored.with_columns(
-            [
-                pl.when(missing).then(None).otherwise(pl.col(c)).alias(c)
-                for c in ("is_duplicate", "group_size", "duplicate_of", "rationale_prompts", "passed")
-            ]  # fmt: skip
-            + [pl.when(missing).then(pl.lit("no_rationale")).otherwise(pl.col("reason")).alias("reason")]
+            *[pl.when(missing).then(None).otherwise(pl.col(c)).alias(c) for c in unjudged],
+            reason=pl.when(missing).then(pl.lit("no_rationale")).otherwise(pl.col("reason")),
         )
         return scored.sort("trace_id").to_arrow()
