@@ -26,10 +26,12 @@ from tracebank.filters.base import Scorer, check_reads, make_scorer, to_scores
 from tracebank.filters.consistency import SelfConsistency
 from tracebank.filters.correctness import Correctness
 from tracebank.filters.duplicates import ExactDuplicate
+from tracebank.filters.near_dup import NearDuplicate
 
 FILTERS: dict[str, type] = {
     "correctness": Correctness,
     "exact_dup": ExactDuplicate,
+    "near_dup": NearDuplicate,
     "self_consistency": SelfConsistency,
 }
 DEFAULT_FILTERS = ("correctness", "exact_dup")

@@ -49,3 +49,19 @@ def test_unknown_filter_and_dataset(location, built):
         ScoreConfig(built, ("vibes",))
     with pytest.raises(TracebankError, match="unknown dataset"):
         score(location, ScoreConfig("absent"))
+
+
+def test_filter_options_reach_the_scorer_and_its_stored_version(location, built):
+    result = score(location, ScoreConfig(built, ("near_dup",), {"near_dup": {"threshold": 0.5, "scope": "dataset"}}))
+    assert result.snapshot is not None
+    with catalog.Catalog(location) as cat:
+        versions = cat.sql("SELECT DISTINCT filter_version FROM scores WHERE filter = 'near_dup'")["filter_version"]
+        config = cat.scalar("SELECT config FROM runs WHERE run_id = ?", [result.run_id])
+    assert versions.to_list() and versions[0].startswith("1+") and '"threshold":0.5' in config
+    # FakeTeacher's traces differ only in a digit or two: across the dataset they are near duplicates.
+    with catalog.Catalog(location) as cat:
+        assert cat.scalar("SELECT sum(value) FROM scores WHERE filter = 'near_dup' AND metric = 'is_near_dup'") > 0
+    again = score(location, ScoreConfig(built, ("near_dup",), {"near_dup": {"threshold": 0.5, "scope": "dataset"}}))
+    assert again.snapshot is None
+    default = score(location, ScoreConfig(built, ("near_dup",)))
+    assert default.snapshot is not None and {s.changed for s in default.filters} == {12}  # version changed: all

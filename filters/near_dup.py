@@ -1,0 +1,213 @@
+"""Near duplicates: MinHash LSH over word shingles of the normalised rationale.
+
+Each rationale becomes the set of its word ``shingle``-grams (after ``filters.text`` normalisation),
+hashed to 64 bits; rensa computes ``num_perm`` MinHash values per trace from those hashes in one
+call. LSH bands (chosen so that a pair at ``threshold`` is a candidate with probability 0.99)
+propose candidate pairs, each candidate is verified by the exact Jaccard
+similarity of the two shingle sets, and the pairs at or above ``threshold`` are
+clustered with the shared representative rule (``filters.clusters``: correct first, then the
+shortest, then trace_id). ``scope: prompt`` compares only traces of the same question (by its
+normalised text, as ``exact_dup`` does); ``scope: dataset`` compares every trace with every other.
+
+Metrics: ``is_near_dup``, ``cluster_id`` (the representative's trace_id), ``cluster_size``,
+``duplicate_of`` (the representative, for duplicates), ``similarity`` (Jaccard similarity with the
+earlier trace it joined). Reasons: ``unique`` (a representative, alone or not), ``near_duplicate``,
+``no_rationale`` (not judged).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import rensa
+
+from tracebank.errors import TracebankError, check_at_least
+from tracebank.filters.clusters import Clusters, leader_clusters, representative_order
+from tracebank.filters.duplicates import question_text
+from tracebank.filters.text import normalized, words
+
+SCOPES = ("prompt", "dataset")
+MIX = np.uint64(0x100000001B3)  # FNV-1a's 64-bit prime: mixes hashes into shingle and band keys
+CHUNK = 50_000  # traces per MinHash call: bounds the signatures held (rensa returns Python lists)
+BUCKET_PEERS = 64  # in an LSH bucket, each trace is paired with at most this many first members
+
+
+@dataclass(frozen=True)
+class NearDupOptions:
+    shingle: int = 3  # words per shingle
+    num_perm: int = 128  # MinHash values per trace
+    threshold: float = 0.8  # estimated Jaccard similarity at or above which traces are near duplicates
+    scope: str = "prompt"  # prompt: within a question; dataset: across all traces
+    bands: int | None = None  # LSH bands (num_perm // bands rows each); default: chosen for threshold
+    seed: int = 1
+
+    def __post_init__(self) -> None:
+        check_at_least(self, 1, "shingle", "num_perm", "bands")
+        if not isinstance(self.threshold, (int, float)) or not 0 < self.threshold <= 1:
+            raise TracebankError(f"threshold must be in (0, 1], got {self.threshold!r}")
+        if self.scope not in SCOPES:
+            raise TracebankError(f"scope must be one of {', '.join(SCOPES)}, got {self.scope!r}")
+        if self.bands is not None and self.bands > self.num_perm:
+            raise TracebankError(f"bands ({self.bands}) cannot exceed num_perm ({self.num_perm})")
+
+
+def lsh_bands(threshold: float, num_perm: int, recall: float = 0.99) -> tuple[int, int]:
+    """(bands, rows): the most rows per band with which a pair at ``threshold`` is a candidate with ``recall``.
+
+    Candidates are verified exactly afterwards, so a false candidate costs only a comparison while
+    a missed one is lost: the bands favour recall, and more rows keep unrelated pairs out.
+    """
+    for rows in range(num_perm, 0, -1):
+        bands = num_perm // rows
+        if 1 - (1 - threshold**rows) ** bands >= recall:
+            return bands, rows
+    return num_perm, 1
+
+
+def shingle_sets(texts: pl.Series, shingle: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each text's set of word-shingle hashes (64-bit), sorted, as one flat array and row offsets.
+
+    A text shorter than ``shingle`` words is one shingle of all its words.
+    """
+    tokens = pl.DataFrame({"text": texts}).select(words(pl.col("text")).alias("tokens"))["tokens"]
+    lengths = tokens.list.len().fill_null(0).to_numpy().astype(np.int64)
+    flat = tokens.explode().drop_nulls().hash(seed).to_numpy()
+    padded = np.concatenate([flat, np.zeros(shingle, np.uint64)])
+    starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
+    position = np.arange(len(flat)) - starts
+    length = np.repeat(lengths, lengths)
+    width = np.minimum(length, shingle)
+    index = np.nonzero(position <= length - width)[0]  # one start per full window; a short text's at 0
+    hashes = np.zeros(len(index), np.uint64)
+    with np.errstate(over="ignore"):
+        for k in range(shingle):
+            hashes = np.where(k < width[index], (hashes ^ padded[index + k]) * MIX, hashes)
+    rows = np.repeat(np.arange(len(lengths)), lengths)[index]
+    sets = pl.DataFrame({"row": rows, "hash": hashes}).unique().sort("row", "hash")
+    counts = np.bincount(sets["row"].to_numpy(), minlength=len(lengths))
+    return sets["hash"].to_numpy(), np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+
+
+def _mixed(columns: np.ndarray, start: np.ndarray) -> np.ndarray:
+    keys = start.astype(np.uint64).copy()
+    with np.errstate(over="ignore"):
+        for column in columns.T:
+            keys = (keys ^ column.astype(np.uint64)) * MIX
+    return keys
+
+
+@dataclass(frozen=True)
+class Sketches:
+    shingles: np.ndarray  # every row's sorted shingle hashes, concatenated
+    offsets: np.ndarray  # row i's shingles are shingles[offsets[i]:offsets[i + 1]]
+    band_keys: np.ndarray  # rows x bands: LSH bucket of each row in each band (group mixed in)
+
+
+def sketch(texts: pl.Series, groups: np.ndarray, options: NearDupOptions, bands: int, rows: int) -> Sketches:
+    """Shingle sets and LSH band keys, CHUNK texts at a time (MinHash signatures are not kept)."""
+    shingles, offsets, keys = [], [np.zeros(1, np.int64)], np.empty((len(texts), bands), np.uint64)
+    for start in range(0, len(texts), CHUNK):
+        hashes, chunk_offsets = shingle_sets(texts.slice(start, CHUNK), options.shingle, options.seed)
+        matrix = rensa.RMinHash.digest_matrix_from_flat_token_hashes(
+            hashes, chunk_offsets.astype(np.uint64), options.num_perm, options.seed
+        )
+        sigs = np.asarray(matrix.to_rows(), dtype=np.uint32).reshape(-1, options.num_perm)
+        for band in range(bands):
+            keys[start : start + len(sigs), band] = _mixed(
+                sigs[:, band * rows : (band + 1) * rows], groups[start : start + len(sigs)]
+            )
+        shingles.append(hashes)
+        offsets.append(chunk_offsets[1:] + offsets[-1][-1])
+    flat = np.concatenate(shingles) if shingles else np.zeros(0, np.uint64)
+    return Sketches(flat, np.concatenate(offsets), keys)
+
+
+def candidate_pairs(band_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Unique (left, right) row pairs sharing an LSH bucket in some band.
+
+    In a bucket, each row pairs with at most BUCKET_PEERS of its first members, so a bucket of
+    thousands of similar texts costs linear, not quadratic, work (they still join one cluster).
+    """
+    parts = []
+    index = np.arange(len(band_keys))
+    for band in range(band_keys.shape[1]):
+        frame = pl.DataFrame({"key": band_keys[:, band], "row": index})
+        frame = frame.filter(pl.len().over("key") > 1).with_columns(rank=pl.col("row").rank("ordinal").over("key"))
+        first = frame.filter(pl.col("rank") <= BUCKET_PEERS).select("key", other="row")
+        parts.append(frame.join(first, on="key").filter(pl.col("row") > pl.col("other")).select("row", "other"))
+    pairs = pl.concat(parts).unique() if parts else pl.DataFrame(schema={"row": pl.Int64, "other": pl.Int64})
+    return pairs["row"].to_numpy(), pairs["other"].to_numpy()
+
+
+def jaccard(sketches: Sketches, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """Exact Jaccard similarity of the shingle sets of each (left, right) pair."""
+    out = np.empty(len(left))
+    shingles, offsets = sketches.shingles, sketches.offsets
+    for k, (a, b) in enumerate(zip(left.tolist(), right.tolist(), strict=True)):
+        first, second = shingles[offsets[a] : offsets[a + 1]], shingles[offsets[b] : offsets[b + 1]]
+        common = len(np.intersect1d(first, second, assume_unique=True))
+        out[k] = common / (len(first) + len(second) - common)
+    return out
+
+
+class NearDuplicate:
+    name = "near_dup"
+    version = "1"
+    reads = ("trace_id", "prompt_id", "messages", "rationale", "correct")
+    Options = NearDupOptions
+
+    def __init__(self, options: NearDupOptions | None = None):
+        self.options = options or NearDupOptions()
+        self.bands, self.rows = (
+            (self.options.bands, self.options.num_perm // self.options.bands)
+            if self.options.bands
+            else lsh_bands(self.options.threshold, self.options.num_perm)
+        )
+
+    def score(self, table: pa.Table) -> pa.Table:
+        texts = pl.Series(table.column("rationale"))
+        judged = np.nonzero((texts.str.strip_chars() != "").fill_null(False).to_numpy())[0]
+        subset = table.take(judged)
+        sketches = sketch(texts.gather(judged), self._groups(subset), self.options, self.bands, self.rows)
+        left, right = candidate_pairs(sketches.band_keys)
+        similarity = jaccard(sketches, left, right)
+        close = similarity >= self.options.threshold
+        clusters = leader_clusters(representative_order(subset), left[close], right[close], similarity[close])
+        return _rows(table, subset, clusters)
+
+    def _groups(self, table: pa.Table) -> np.ndarray:
+        if self.options.scope == "dataset":
+            return np.zeros(table.num_rows, np.uint64)
+        messages = pl.from_arrow(table.select(["messages"]))
+        return (
+            messages.select(normalized(question_text(pl.col("messages"))).hash(self.options.seed))
+            .to_series()
+            .to_numpy()
+        )
+
+
+def _rows(table: pa.Table, judged: pa.Table, clusters: Clusters) -> pa.Table:
+    """One row per trace of ``table``; traces outside ``judged`` (no rationale) are not judged."""
+    ids = pl.Series(judged.column("trace_id"))
+    leader = ids.gather(clusters.leader)
+    is_dup = pl.Series(clusters.leader != np.arange(len(ids)))
+    scored = pl.DataFrame({
+        "trace_id": ids,
+        "is_near_dup": is_dup.cast(pl.Int8),
+        "cluster_id": leader,
+        "cluster_size": pl.Series(clusters.size(), dtype=pl.Int64),
+        "duplicate_of": pl.select(pl.when(is_dup).then(leader)).to_series(),
+        "similarity": pl.Series(clusters.similarity).fill_nan(None),
+    })  # fmt: skip
+    every = pl.from_arrow(table.select(["trace_id"])).join(scored, on="trace_id", how="left", maintain_order="left")
+    return every.with_columns(
+        passed=pl.col("is_near_dup") == 0,
+        reason=pl.when(pl.col("is_near_dup").is_null())
+        .then(pl.lit("no_rationale"))
+        .when(pl.col("is_near_dup") == 1)
+        .then(pl.lit("near_duplicate"))
+        .otherwise(pl.lit("unique")),
+    ).to_arrow()
