@@ -43,6 +43,7 @@ def test_vars_are_substituted_with_their_types_and_overridable(tmp_path):
         ("dataset: toy\nsteps:\n  - import: {source: mnist, map: {prompt: q}}\n", None, "unknown source 'mnist'"),
         ("dataset: toy\nsteps:\n  - curate: {policy: absent.yaml, message: m}\n", None, "no such policy file"),
         ("dataset: toy\nsteps:\n  - score: {filters: [vibes]}\n", None, "unknown filter"),
+        ("dataset: toy\nsteps:\n  - score: {filters: [near_dup], options: {near_dup: {scope: all}}}\n", None, "scope"),
         ("dataset: toy\nvars: {a: 1}\nsteps:\n  - score: {}\n", {"b": 2}, "--set b: the recipe declares no such var"),
         ("dataset: toy\nsteps: [\n", None, "invalid YAML"),
         ("dataset: toy\nsteps:\n  - eval: {split: test}\n", None, "needs student"),

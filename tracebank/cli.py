@@ -132,18 +132,33 @@ def build_cmd(
     out.print(describe(build(catalog_mod.locate(catalog), cfg)))
 
 
+def parse_filter_options(items: list[str]) -> dict[str, dict[str, Any]]:
+    """``FILTER.KEY=VALUE`` items as {filter: {key: value}}; values are read as YAML (numbers, lists)."""
+    options: dict[str, dict[str, Any]] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        filter_name, dot, key = name.partition(".")
+        if not sep or not dot or not filter_name or not key:
+            raise TracebankError(f"--option {item!r}: expected FILTER.KEY=VALUE, e.g. near_dup.threshold=0.8")
+        options.setdefault(filter_name, {})[key] = yaml.safe_load(value)
+    return options
+
+
 @app.command("score")
 def score_cmd(
     dataset: Annotated[str, typer.Argument()],
     filters: Annotated[
-        list[str] | None, typer.Option("--filter", help="Filter to run (repeatable); default: all.")
+        list[str] | None, typer.Option("--filter", help="Filter to run (repeatable); default: correctness, exact_dup.")
+    ] = None,
+    option: Annotated[
+        list[str] | None, typer.Option("--option", help="A filter setting, FILTER.KEY=VALUE (repeatable).")
     ] = None,
     catalog: CatalogOption = None,
 ) -> None:
     """Score every trace of a dataset with filters; store each score with its reason."""
-    from tracebank.filters.runner import ScoreConfig, score
+    from tracebank.filters.runner import DEFAULT_FILTERS, ScoreConfig, score
 
-    cfg = ScoreConfig(dataset, tuple(filters)) if filters else ScoreConfig(dataset)
+    cfg = ScoreConfig(dataset, tuple(filters or DEFAULT_FILTERS), parse_filter_options(option or []))
     result = score(catalog_mod.locate(catalog), cfg)
     table = Table("filter", "traces", "passed", "failed", "not judged", "changed", title=f"scores of {dataset}")
     for s in result.filters:

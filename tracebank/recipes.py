@@ -84,8 +84,8 @@ def _build_step(dataset: str, options: dict[str, Any], where: str) -> Step:
 
 
 def _score_step(dataset: str, options: dict[str, Any], where: str) -> Step:
-    options = check_keys(options, {"filters"}, where)
-    cfg = ScoreConfig(dataset, tuple(options.get("filters", ScoreConfig.filters)))
+    options = check_keys(options, {"filters", "options"}, where)
+    cfg = ScoreConfig(dataset, tuple(options.get("filters", ScoreConfig.filters)), options.get("options") or {})
     return Step("score", lambda location: score(location, cfg), f"score with {', '.join(cfg.filters)}")
 
 
