@@ -10,13 +10,17 @@ A policy YAML looks like::
     default: keep                # for traces no rule matches
     max_per_prompt: 4            # quota on kept traces per prompt (rule 'quota')
     order_by: "trace_id"         # which kept traces fill the quota first
+    # or, instead of max_per_prompt: the k most different kept traces (filters/select.py)
+    # select: {method: diverse, k: 4}
     splits: {train: 0.9, test: 0.1}
     use_split_hints: false       # true: a prompt's split_hint, when it names a split, wins
 
 Predicates see every trace column, the prompt's ``task``, ``reference`` and ``split_hint``, and
 one struct per filter (``correctness.passed``, ``correctness.reason``, ``correctness.correct``, ...).
 A filter that has not scored a trace is NULL there, and a NULL predicate does not match.
-Splits are assigned per prompt from a hash of its id: no prompt is ever in two splits.
+Splits are assigned per prompt from a hash of its id: no prompt is ever in two splits. Every
+kept-by-rule trace's ``rank`` (the order in which it fills its prompt's quota) is stored with its
+decision.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import pyarrow as pa
 
 from tracebank.config import check_keys, field_names, load_yaml
 from tracebank.errors import TracebankError
+from tracebank.filters.select import Select, from_value, select_ranks
 from tracebank.hashing import unit_interval, unit_interval_sql
 
 NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
@@ -64,6 +69,7 @@ class Policy:
     splits: tuple[tuple[str, float], ...] = (("train", 0.9), ("test", 0.1))
     use_split_hints: bool = False
     split_salt: str = "tracebank-splits"
+    select: Select | None = None  # diverse selection of max k kept traces per prompt, instead of max_per_prompt
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
@@ -75,6 +81,10 @@ class Policy:
             raise TracebankError(f"policy {self.name!r}: default must be keep or drop, got {self.default!r}")
         if self.max_per_prompt is not None and (not isinstance(self.max_per_prompt, int) or self.max_per_prompt < 1):
             raise TracebankError(f"policy {self.name!r}: max_per_prompt must be a positive integer")
+        if self.select is not None and self.max_per_prompt is not None:
+            raise TracebankError(
+                f"policy {self.name!r}: give select.k or max_per_prompt, not both (both cap traces per prompt)"
+            )
         if not self.splits or any(
             not NAME.match(str(s)) or not isinstance(r, (int, float)) or r <= 0 for s, r in self.splits
         ):
@@ -101,7 +111,10 @@ class Policy:
         splits = data.get("splits", dict(cls.splits))
         if not isinstance(splits, dict):
             raise TracebankError(f"{where}: splits must map split names to ratios")
-        return cls(**{**data, "rules": tuple(Rule(**r) for r in rules), "splits": tuple(splits.items())})
+        select = from_value(data.get("select"), where)
+        return cls(
+            **{**data, "rules": tuple(Rule(**r) for r in rules), "splits": tuple(splits.items()), "select": select}
+        )
 
     @classmethod
     def load(cls, path: str | Path) -> tuple[Policy, str]:
@@ -113,7 +126,12 @@ class Policy:
         data = {f.name: getattr(self, f.name) for f in fields(self)}
         data["rules"] = [{f.name: getattr(r, f.name) for f in fields(Rule)} for r in self.rules]
         data["splits"] = dict(self.splits)
+        data["select"] = {f.name: getattr(self.select, f.name) for f in fields(Select)} if self.select else None
         return data
+
+    @property
+    def quota(self) -> int | None:
+        return self.select.k if self.select else self.max_per_prompt
 
     def split_of(self, prompt_id: str, split_hint: str | None) -> str:
         if self.use_split_hints and split_hint in dict(self.splits):
@@ -184,15 +202,36 @@ def _check_expressions(con: duckdb.DuckDBPyConnection, policy: Policy, candidate
 
 
 def decide(con: duckdb.DuckDBPyConnection, dataset: str, policy: Policy) -> pa.Table:
-    """One decision per trace of ``dataset``: trace_id, prompt_id, keep, rule, reason, split."""
+    """One decision per trace of ``dataset``: trace_id, prompt_id, keep, rule, reason, split, rank.
+
+    With ``select``, vectors missing from the ``embeddings`` table are computed but not stored
+    (``tracebank curate`` stores them with the release).
+    """
     try:
-        return con.execute(decide_sql(con, dataset, policy), {"dataset": dataset}).to_arrow_table()
+        ruled = prepare(con, dataset, policy)[0]
+        return con.execute(*decide_sql(con, dataset, policy, ruled)).to_arrow_table()
     except duckdb.Error as error:
         raise TracebankError(f"policy {policy.name!r}: {str(error).splitlines()[0]}") from None
 
 
-def decide_sql(con: duckdb.DuckDBPyConnection, dataset: str, policy: Policy) -> str:
-    """The decisions query (``$dataset`` bound at execution), after checking every rule's SQL."""
+def prepare(con: duckdb.DuckDBPyConnection, dataset: str, policy: Policy) -> tuple[str | None, pa.Table | None]:
+    """For a ``select`` policy: the rules' verdicts in temp table ``_ruled`` and diverse ranks in ``_select_ranks``.
+
+    Returns the ruled table's name for :func:`decide_sql` (None without ``select``) and the
+    embeddings rows computed for traces that had none.
+    """
+    if policy.select is None:
+        return None, None
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _ruled AS {ruled_sql(con, dataset, policy)}", {"dataset": dataset})
+    ranks, new_vectors = select_ranks(con, dataset, policy.select, "_ruled")
+    con.register("_select_ranks_arrow", ranks)
+    con.execute("CREATE OR REPLACE TEMP TABLE _select_ranks AS SELECT * FROM _select_ranks_arrow")
+    con.unregister("_select_ranks_arrow")
+    return "_ruled", new_vectors
+
+
+def ruled_sql(con: duckdb.DuckDBPyConnection, dataset: str, policy: Policy) -> str:
+    """Every trace with the first matching rule, its reason, keep, and its ``order_by`` value (``$dataset`` bound)."""
     candidates = candidates_sql(con, dataset)
     _check_expressions(con, policy, candidates, dataset)
     rule_case = _case([f"WHEN coalesce(({r.when}), false) THEN '{r.name}'" for r in policy.rules], "'default'")
@@ -206,26 +245,45 @@ def decide_sql(con: duckdb.DuckDBPyConnection, dataset: str, policy: Policy) -> 
     keep_case = _case(
         [f"WHEN '{r.name}' THEN {r.action == 'keep'}" for r in policy.rules], str(policy.default == "keep"), "rule"
     )
-    quota = policy.max_per_prompt or 2**31
     return f"""
-        WITH ruled AS (
+        SELECT *, {keep_case} AS keep FROM (
             SELECT trace_id, prompt_id, split_hint, ({policy.order_by}) AS _order,
                    {rule_case} AS rule,
                    {reason_case} AS reason
             FROM ({candidates})
-        ), kept AS (
-            SELECT *, {keep_case} AS keep FROM ruled
-        ), ranked AS (
-            SELECT *, CASE WHEN keep THEN row_number() OVER (PARTITION BY prompt_id, keep ORDER BY _order, trace_id) END AS _rank
-            FROM kept
         )
+    """
+
+
+def decide_sql(
+    con: duckdb.DuckDBPyConnection, dataset: str, policy: Policy, ruled: str | None = None
+) -> tuple[str, dict[str, str]]:
+    """The decisions query and its parameters, after checking every rule's SQL.
+
+    ``ruled`` names a table already holding :func:`ruled_sql`'s rows (as :func:`prepare` makes
+    for ``select`` policies, whose ranks come from ``_select_ranks``).
+    """
+    source = ruled or f"({ruled_sql(con, dataset, policy)})"
+    if policy.select:
+        ranked = f"SELECT k.*, CASE WHEN keep THEN coalesce(s._rank, {2**31 - 1}) END AS _rank FROM {source} k LEFT JOIN _select_ranks s USING (trace_id)"
+        beyond = f"'select: {policy.select.method} k={policy.select.k}, rank ' || _rank"
+    else:
+        ranked = f"SELECT *, CASE WHEN keep THEN row_number() OVER (PARTITION BY prompt_id, keep ORDER BY _order, trace_id) END AS _rank FROM {source}"
+        beyond = f"'max_per_prompt={policy.max_per_prompt}'"
+    quota = policy.quota or 2**31
+    return (
+        f"""
+        WITH ranked AS ({ranked})
         SELECT trace_id, prompt_id,
                keep AND _rank <= {quota} AS keep,
                CASE WHEN keep AND _rank > {quota} THEN 'quota' ELSE rule END AS rule,
-               CASE WHEN keep AND _rank > {quota} THEN 'max_per_prompt={quota}' ELSE reason END AS reason,
-               {_split_sql(policy)} AS split
+               CASE WHEN keep AND _rank > {quota} THEN {beyond} ELSE reason END AS reason,
+               {_split_sql(policy)} AS split,
+               CAST(_rank AS INTEGER) AS rank
         FROM ranked ORDER BY trace_id
-    """
+    """,
+        ({} if ruled else {"dataset": dataset}),
+    )
 
 
 def _split_sql(policy: Policy) -> str:

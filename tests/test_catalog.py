@@ -14,7 +14,7 @@ from tracebank.errors import TracebankError
 
 def _decision(trace_id: str, version: int = 1) -> pa.Table:
     row = {"dataset": "d", "version": version, "trace_id": trace_id, "prompt_id": "p", "keep": True,
-           "rule": "default", "reason": "default", "split": "train"}  # fmt: skip
+           "rule": "default", "reason": "default", "split": "train", "rank": 1}  # fmt: skip
     return records.to_table([row], records.DECISIONS)
 
 
@@ -150,3 +150,20 @@ def test_duckdb_catalog_reader_during_write_gets_clear_error(location):
         )
         time.sleep(1.5)
     assert reader_proc.communicate(timeout=120)[0].strip() == "read"
+
+
+def test_older_catalogs_gain_new_tables_and_columns_on_the_next_write(location):
+    catalog.init(location)
+    con = catalog._attach(location, read_only=False)
+    try:  # what a catalog made before decisions.rank and the embeddings table looks like
+        con.execute("ALTER TABLE lake.decisions DROP COLUMN rank")
+        con.execute("DROP TABLE lake.embeddings")
+    finally:
+        con.close()
+    with catalog.Catalog(location) as cat:
+        assert "rank" not in cat.sql("DESCRIBE decisions")["column_name"].to_list()
+    with catalog.writing(location, "a decision") as writer:
+        writer.insert("decisions", _decision("a"))
+    with catalog.Catalog(location) as cat:
+        assert cat.scalar("SELECT rank FROM decisions") == 1
+        assert cat.sql("DESCRIBE embeddings")["column_name"].to_list() == records.EMBEDDINGS.names

@@ -46,6 +46,27 @@ VIEWS = {
         JOIN lake.prompts p ON p.prompt_id = d.prompt_id
         WHERE d.keep
     """,
+    # One row per trace the decontam filter flagged: what it matched, where, and the prompt's split hint.
+    "contamination": """
+        SELECT s.trace_id, s.dataset, t.prompt_id, p.split_hint,
+               max(s.detail) FILTER (WHERE s.metric = 'benchmark') AS benchmark,
+               max(s.detail) FILTER (WHERE s.metric = 'item_id') AS item_id,
+               max(s.detail) FILTER (WHERE s.metric = 'item_field') AS item_field,
+               max(s.detail) FILTER (WHERE s.metric = 'field') AS field,
+               CAST(max(s.value) FILTER (WHERE s.metric = 'span_start') AS BIGINT) AS span_start,
+               CAST(max(s.value) FILTER (WHERE s.metric = 'span_end') AS BIGINT) AS span_end,
+               max(s.detail) FILTER (WHERE s.metric = 'matched_text') AS matched_text,
+               CAST(max(s.value) FILTER (WHERE s.metric = 'matched_ngrams') AS BIGINT) AS matched_ngrams,
+               max(s.value) FILTER (WHERE s.metric = 'overlap') AS overlap,
+               max(s.detail) FILTER (WHERE s.metric = 'benchmarks_checked') AS benchmarks_checked,
+               max(s.run_id) AS run_id
+        FROM lake.scores s
+        JOIN lake.traces t ON t.trace_id = s.trace_id AND t.dataset = s.dataset
+        JOIN lake.prompts p ON p.prompt_id = t.prompt_id
+        WHERE s.filter = 'decontam'
+        GROUP BY s.trace_id, s.dataset, t.prompt_id, p.split_hint
+        HAVING max(s.value) FILTER (WHERE s.metric = 'contaminated') = 1
+    """,
 }
 
 
@@ -349,18 +370,29 @@ def init(location: CatalogLocation, backend: str = "duckdb") -> bool:
 
 
 def _create_tables(con: duckdb.DuckDBPyConnection, message: str) -> None:
-    existing = {
-        r[0]
-        for r in con.execute(
-            f"SELECT table_name FROM information_schema.tables WHERE table_catalog = '{ALIAS}'"
-        ).fetchall()
-    }
-    missing = [name for name in records.TABLES if name not in existing]
-    if not missing:
+    """Create missing tables, and add columns a newer tracebank defines to tables an older one made."""
+    rows = con.execute(
+        f"SELECT table_name, column_name FROM information_schema.columns WHERE table_catalog = '{ALIAS}'"
+    ).fetchall()
+    existing: dict[str, set[str]] = {}
+    for table, column in rows:
+        existing.setdefault(table, set()).add(column)
+    statements = [
+        records.create_table_sql(f"{ALIAS}.{name}", schema)
+        for name, schema in records.TABLES.items()
+        if name not in existing
+    ]
+    for name, schema in records.TABLES.items():
+        for field in schema:
+            if name in existing and field.name not in existing[name]:
+                statements.append(
+                    f'ALTER TABLE {ALIAS}.{name} ADD COLUMN "{field.name}" {records.duckdb_type(field.type)}'
+                )
+    if not statements:
         return
     con.execute("BEGIN")
-    for name in missing:
-        con.execute(records.create_table_sql(f"{ALIAS}.{name}", records.TABLES[name]))
+    for statement in statements:
+        con.execute(statement)
     con.execute(f"CALL {ALIAS}.set_commit_message('tracebank', ?)", [message])
     con.execute("COMMIT")
 

@@ -93,6 +93,7 @@ DECISIONS = _schema(
     ("rule", pa.string(), False),  # the policy rule that decided
     ("reason", pa.string(), False),
     ("split", pa.string(), False),
+    ("rank", pa.int32(), True),  # kept by the rules: the order it filled its prompt's quota (order_by or select)
 )
 
 RELEASES = _schema(
@@ -185,6 +186,16 @@ EVALS = _schema(
     ("created_at", TIMESTAMP, False),
 )
 
+BENCHMARKS = _schema(
+    ("name", pa.string(), False),  # what scores and `tracebank benchmark list` call it
+    ("source", pa.string(), False),  # absolute path of the registered file, read again at score time
+    ("text_fields", pa.list_(pa.string()), False),  # fields whose text is checked, each on its own
+    ("id_field", pa.string(), True),  # the item id's field; null: "<name>:<row number>"
+    ("items", pa.int64(), False),
+    ("digest", pa.string(), False),  # xxh128 of the file's bytes: a changed file is refused at score time
+    ("registered_at", TIMESTAMP, False),
+)
+
 TABLES: dict[str, pa.Schema] = {
     "prompts": PROMPTS,
     "traces": TRACES,
@@ -197,6 +208,7 @@ TABLES: dict[str, pa.Schema] = {
     "evals": EVALS,
     "embeddings": EMBEDDINGS,
     "metrics": METRICS,
+    "benchmarks": BENCHMARKS,
 }
 
 _DUCKDB_TYPES = {

@@ -14,11 +14,12 @@ from typing import Any
 
 import duckdb
 import polars as pl
+import pyarrow as pa
 
 from tracebank import __version__, provenance, records
 from tracebank import catalog as catalog_mod
 from tracebank.errors import TracebankError
-from tracebank.filters.policy import Policy, decide_sql
+from tracebank.filters.policy import Policy, decide_sql, prepare
 from tracebank.hashing import canonical_json, digest
 
 REF = re.compile(r"^(?P<dataset>[A-Za-z0-9][A-Za-z0-9_.-]*?)(?:@(?:v(?P<version>\d+)|(?P<latest>latest)))?$")
@@ -112,15 +113,26 @@ FROM _decided
 """
 
 
-def _decide_into_temp_table(con: duckdb.DuckDBPyConnection, dataset: str, policy: Policy) -> int:
-    """Evaluate the policy into ``_decided`` (no round trip through Python); returns its row count."""
+def _decide_into_temp_table(
+    con: duckdb.DuckDBPyConnection, dataset: str, policy: Policy
+) -> tuple[int, pa.Table | None]:
+    """Evaluate the policy into ``_decided`` (no round trip through Python).
+
+    Returns its row count, and the embeddings a ``select`` policy computed for traces that had none.
+    """
     try:
-        con.execute(
-            f"CREATE OR REPLACE TEMP TABLE _decided AS {decide_sql(con, dataset, policy)}", {"dataset": dataset}
-        )
+        ruled, new_vectors = prepare(con, dataset, policy)
+        query, params = decide_sql(con, dataset, policy, ruled)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _decided AS {query}", params)
     except duckdb.Error as error:
         raise TracebankError(f"policy {policy.name!r}: {str(error).splitlines()[0]}") from None
-    return int(con.execute("SELECT count(*) FROM _decided").fetchone()[0])
+    return int(con.execute("SELECT count(*) FROM _decided").fetchone()[0]), new_vectors
+
+
+def _with_columns(table: pa.Table, **values: str) -> pa.Table:
+    for name, value in values.items():
+        table = table.append_column(name, pa.array([value] * table.num_rows, pa.string()))
+    return table
 
 
 def _decisions_digest(con: duckdb.DuckDBPyConnection, policy: Policy) -> str:
@@ -159,7 +171,8 @@ def curate(
             raise TracebankError(
                 f"unknown dataset {dataset!r}; datasets in {location.home}: {', '.join(known) or 'none'}"
             )
-        if _decide_into_temp_table(con, dataset, policy) == 0:
+        decided, new_vectors = _decide_into_temp_table(con, dataset, policy)
+        if decided == 0:
             raise TracebankError(f"dataset {dataset!r} has no traces to curate: run `tracebank build` or import traces")
         decisions_digest = _decisions_digest(con, policy)
         latest = con.execute(
@@ -176,9 +189,11 @@ def curate(
         writer.message = f"release {dataset}@v{version}: {message}"
         snapshot_id = writer.snapshot_before + 1  # the single writer's commit is the next snapshot
         con.execute(
-            "INSERT INTO lake.decisions BY NAME SELECT ? AS dataset, ? AS version, trace_id, prompt_id, keep, rule, reason, split FROM _decided",
+            "INSERT INTO lake.decisions BY NAME SELECT ? AS dataset, ? AS version, trace_id, prompt_id, keep, rule, reason, split, rank FROM _decided",
             [dataset, version],
         )
+        if new_vectors is not None and new_vectors.num_rows:
+            writer.insert("embeddings", _with_columns(new_vectors, dataset=dataset, run_id=run_id))
         release = {
             "dataset": dataset, "version": version, "snapshot_id": snapshot_id, "message": message,
             "policy_name": policy.name, "policy": policy_text, "config": canonical_json(policy.as_dict()).decode(),
