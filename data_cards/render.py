@@ -62,6 +62,11 @@ def card_context(cat: catalog_mod.Catalog, release: dict[str, Any]) -> dict[str,
         if _has_table(cat, "chunks")
         else []
     )
+    metrics = (
+        rows("SELECT split, metric, key, value FROM metrics WHERE dataset = $dataset AND version = $version")
+        if _has_table(cat, "metrics")
+        else []
+    )
     samples = rows(f"""
         SELECT d.split, t.model, p.task, p.messages[-1].content AS question, p.reference, t.answer, t.rationale
         {RELEASE_TRACES} AND d.keep ORDER BY d.split DESC, d.trace_id LIMIT 3""")
@@ -82,8 +87,42 @@ def card_context(cat: catalog_mod.Catalog, release: dict[str, Any]) -> dict[str,
         "filters": filters,
         "correctness": correctness,
         "chunks": chunks,
+        "diversity": diversity_tables(metrics),
         "samples": samples,
         "policy_text": release["policy"].strip(),
+    }
+
+
+SCOPE_ORDER = {"input": 0, "all": 1}
+DIVERSITY_METRICS = ("distinct_1", "distinct_2", "distinct_3", "pairwise_distance", "answer_entropy", "distinct_sample")
+
+
+def diversity_tables(metrics: list[dict[str, Any]]) -> dict[str, Any]:
+    """The stored release metrics shaped for the card: one table per kind, scopes as columns."""
+    scopes = sorted({m["split"] for m in metrics}, key=lambda s: (SCOPE_ORDER.get(s, 2), s))
+    value = {(m["split"], m["metric"], m["key"]): m["value"] for m in metrics}
+
+    def keyed(metric: str) -> list[tuple[str, dict[str, Any]]]:
+        keys = sorted({m["key"] for m in metrics if m["metric"] == metric}, key=str)
+        return [(key, {scope: value.get((scope, metric, key)) for scope in scopes}) for key in keys]
+
+    summary = [
+        (metric, {scope: value.get((scope, metric, key)) for scope in scopes})
+        for metric in DIVERSITY_METRICS
+        for key in sorted({m["key"] for m in metrics if m["metric"] == metric}, key=str)
+    ]
+    contamination = [
+        (benchmark, {scope: (value.get((scope, "contaminated_traces", benchmark)) or 0,
+                             value.get((scope, "contaminated_prompts", benchmark)) or 0) for scope in scopes})
+        for benchmark, _ in keyed("contaminated_traces")
+    ]  # fmt: skip
+    return {
+        "scopes": scopes,
+        "summary": summary,
+        "strategies": keyed("strategy_traces"),
+        "clusters": [(key, counts.get("input")) for key, counts in keyed("dup_cluster_size")],
+        "contamination": contamination,
+        "kept_contaminated": int(sum(counts.get("all", (0, 0))[0] for _, counts in contamination)),
     }
 
 

@@ -16,7 +16,7 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 
-from tracebank import __version__, provenance, records
+from tracebank import __version__, provenance, records, release_metrics
 from tracebank import catalog as catalog_mod
 from tracebank.errors import TracebankError
 from tracebank.filters.policy import Policy, decide_sql, prepare
@@ -194,6 +194,7 @@ def curate(
         )
         if new_vectors is not None and new_vectors.num_rows:
             writer.insert("embeddings", _with_columns(new_vectors, dataset=dataset, run_id=run_id))
+        writer.insert("metrics", release_metrics.compute(con, dataset, version))
         release = {
             "dataset": dataset, "version": version, "snapshot_id": snapshot_id, "message": message,
             "policy_name": policy.name, "policy": policy_text, "config": canonical_json(policy.as_dict()).decode(),

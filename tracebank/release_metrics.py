@@ -1,0 +1,133 @@
+"""Diversity and contamination metrics of a release, computed from the catalog and stored with it.
+
+Computed in the release's own transaction over its decisions, and stored in the ``metrics`` table
+(dataset, version, split, metric, key, value); the data card reads them from there. ``split`` is
+a split of the release, ``all`` (every kept trace) or ``input`` (every trace the policy judged).
+
+- ``distinct_1``/``_2``/``_3``: distinct word n-grams over all n-grams of the rationales (words as
+  ``filters.text`` splits them), on a fixed-size sample of up to ``DISTINCT_SAMPLE`` traces chosen
+  by a hash of their ids: the ratio falls as a corpus grows, so a fixed size keeps releases
+  comparable (``distinct_sample`` says how many traces were used).
+- ``pairwise_distance``: mean cosine distance between the stored embeddings of traces of the same
+  prompt (``key`` the embedding model), averaged over prompts with two or more embedded traces.
+- ``answer_entropy``: Shannon entropy (bits) of the extracted answers of a prompt's traces,
+  averaged over prompts with two or more answered traces.
+- ``dup_cluster_size``: near-duplicate clusters by size (``key`` 1, 2, 3-4, 5-8, 9+), input only.
+- ``strategy_traces``: traces per sampling strategy (``key``): which plan variants survived.
+- ``contaminated_traces``/``contaminated_prompts``: per benchmark (``key``), from ``decontam``.
+"""
+
+from __future__ import annotations
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from tracebank import records
+from tracebank.filters.embeddings import DEFAULT_MODEL, stored_vectors
+from tracebank.filters.text import WORD
+
+DISTINCT_SAMPLE = 20_000
+
+# Every trace of the dataset as 'input', and each kept trace as 'all' and as its split.
+SCOPED = """
+CREATE OR REPLACE TEMP TABLE _scoped AS
+WITH decided AS (
+    SELECT d.trace_id, d.split, d.keep, t.prompt_id, t.rationale, t.answer, t.strategy
+    FROM decisions d JOIN traces t ON t.trace_id = d.trace_id
+    WHERE d.dataset = $dataset AND d.version = $version
+)
+SELECT 'input' AS scope, * EXCLUDE (split, keep) FROM decided
+UNION ALL SELECT 'all', * EXCLUDE (split, keep) FROM decided WHERE keep
+UNION ALL SELECT split, * EXCLUDE (split, keep) FROM decided WHERE keep
+"""
+
+DISTINCT_SQL = f"""
+WITH sample AS (
+    SELECT scope, regexp_extract_all(lower(rationale), '{WORD}') AS words
+    FROM (SELECT *, row_number() OVER (PARTITION BY scope ORDER BY hash(trace_id), trace_id) AS r
+          FROM _scoped WHERE rationale IS NOT NULL)
+    WHERE r <= {DISTINCT_SAMPLE}
+), grams AS (
+    SELECT scope, n, hash(words[i : i + n - 1]) AS gram
+    FROM sample, (VALUES (1), (2), (3)) v(n), LATERAL unnest(range(1, len(words) - n + 2)) u(i)
+)
+SELECT scope, 'distinct_' || n AS metric, NULL AS key, count(DISTINCT gram) / count(*) AS value FROM grams GROUP BY ALL
+UNION ALL
+SELECT scope, 'distinct_sample', NULL, count(*) FROM sample GROUP BY ALL
+"""
+
+ENTROPY_SQL = """
+WITH counts AS (
+    SELECT scope, prompt_id, answer, count(*) AS n FROM _scoped WHERE answer IS NOT NULL GROUP BY ALL
+), shares AS (
+    SELECT scope, prompt_id, n / sum(n) OVER (PARTITION BY scope, prompt_id) AS p,
+           sum(n) OVER (PARTITION BY scope, prompt_id) AS answered
+    FROM counts
+)
+SELECT scope, 'answer_entropy', NULL, avg(entropy)
+FROM (SELECT scope, prompt_id, -sum(p * log2(p)) AS entropy FROM shares WHERE answered >= 2 GROUP BY ALL)
+GROUP BY ALL
+"""
+
+STRATEGY_SQL = "SELECT scope, 'strategy_traces', strategy, count(*) FROM _scoped GROUP BY ALL"
+
+CLUSTERS_SQL = """
+SELECT 'input', 'dup_cluster_size',
+       CASE WHEN value <= 1 THEN '1' WHEN value = 2 THEN '2' WHEN value <= 4 THEN '3-4'
+            WHEN value <= 8 THEN '5-8' ELSE '9+' END, count(*)
+FROM scores
+WHERE dataset = $dataset AND filter = 'near_dup' AND metric = 'cluster_size'
+  AND trace_id IN (SELECT trace_id FROM scores WHERE dataset = $dataset AND filter = 'near_dup'
+                   AND metric = 'is_near_dup' AND value = 0)
+GROUP BY ALL
+"""
+
+CONTAMINATION_SQL = """
+WITH flagged AS (
+    SELECT trace_id, detail AS benchmark FROM scores
+    WHERE dataset = $dataset AND filter = 'decontam' AND metric = 'benchmark' AND passed = false
+)
+SELECT s.scope, 'contaminated_traces', f.benchmark, count(*) FROM _scoped s JOIN flagged f USING (trace_id) GROUP BY ALL
+UNION ALL
+SELECT s.scope, 'contaminated_prompts', f.benchmark, count(DISTINCT s.prompt_id)
+FROM _scoped s JOIN flagged f USING (trace_id) GROUP BY ALL
+"""
+
+
+def _pairwise(con: duckdb.DuckDBPyConnection, dataset: str) -> list[tuple[str, str, str, float]]:
+    """Mean within-prompt cosine distance of stored embeddings, per scope."""
+    stored = stored_vectors(con, dataset, DEFAULT_MODEL)
+    if not stored.trace_ids:
+        return []
+    row_of = {trace_id: i for i, trace_id in enumerate(stored.trace_ids)}
+    members = con.execute("SELECT scope, prompt_id, list(trace_id) FROM _scoped GROUP BY ALL").fetchall()
+    per_scope: dict[str, list[float]] = {}
+    for scope, _, trace_ids in members:
+        rows = [row_of[t] for t in trace_ids if t in row_of]
+        if len(rows) >= 2:
+            vectors = stored.matrix[rows]
+            similarity = vectors @ vectors.T
+            n = len(rows)
+            per_scope.setdefault(scope, []).append(float(1 - (similarity.sum() - np.trace(similarity)) / (n * (n - 1))))
+    return [(scope, "pairwise_distance", DEFAULT_MODEL, float(np.mean(v))) for scope, v in per_scope.items()]
+
+
+def compute(con: duckdb.DuckDBPyConnection, dataset: str, version: int) -> pa.Table:
+    """Every metric of release ``dataset@v{version}`` (its decisions must be visible to ``con``)."""
+    bind = {"dataset": dataset, "version": version}
+    con.execute(SCOPED, bind)
+    rows = []
+    for sql in (DISTINCT_SQL, ENTROPY_SQL, STRATEGY_SQL):
+        rows += con.execute(sql).fetchall()
+    for sql in (CLUSTERS_SQL, CONTAMINATION_SQL):
+        rows += con.execute(sql, {"dataset": dataset}).fetchall()
+    rows += _pairwise(con, dataset)
+    con.execute("DROP TABLE _scoped")
+    return records.to_table(
+        [
+            {"dataset": dataset, "version": version, "split": scope, "metric": metric, "key": key, "value": value}
+            for scope, metric, key, value in rows
+        ],
+        records.METRICS,
+    )
