@@ -27,10 +27,9 @@ import rensa
 from tracebank.errors import TracebankError, check_at_least
 from tracebank.filters.clusters import Clusters, leader_clusters, representative_order
 from tracebank.filters.duplicates import question_text
-from tracebank.filters.text import normalized, words
+from tracebank.filters.text import MIX, ngram_hashes, normalized
 
 SCOPES = ("prompt", "dataset")
-MIX = np.uint64(0x100000001B3)  # FNV-1a's 64-bit prime: mixes hashes into shingle and band keys
 CHUNK = 50_000  # traces per MinHash call: bounds the signatures held (rensa returns Python lists)
 BUCKET_PEERS = 64  # in an LSH bucket, each trace is paired with at most this many first members
 
@@ -68,26 +67,13 @@ def lsh_bands(threshold: float, num_perm: int, recall: float = 0.99) -> tuple[in
 
 
 def shingle_sets(texts: pl.Series, shingle: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Each text's set of word-shingle hashes (64-bit), sorted, as one flat array and row offsets.
+    """Each text's set of word-shingle hashes, sorted, as one flat array and row offsets.
 
     A text shorter than ``shingle`` words is one shingle of all its words.
     """
-    tokens = pl.DataFrame({"text": texts}).select(words(pl.col("text")).alias("tokens"))["tokens"]
-    lengths = tokens.list.len().fill_null(0).to_numpy().astype(np.int64)
-    flat = tokens.explode().drop_nulls().hash(seed).to_numpy()
-    padded = np.concatenate([flat, np.zeros(shingle, np.uint64)])
-    starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
-    position = np.arange(len(flat)) - starts
-    length = np.repeat(lengths, lengths)
-    width = np.minimum(length, shingle)
-    index = np.nonzero(position <= length - width)[0]  # one start per full window; a short text's at 0
-    hashes = np.zeros(len(index), np.uint64)
-    with np.errstate(over="ignore"):
-        for k in range(shingle):
-            hashes = np.where(k < width[index], (hashes ^ padded[index + k]) * MIX, hashes)
-    rows = np.repeat(np.arange(len(lengths)), lengths)[index]
+    hashes, rows = ngram_hashes(texts, shingle, seed)
     sets = pl.DataFrame({"row": rows, "hash": hashes}).unique().sort("row", "hash")
-    counts = np.bincount(sets["row"].to_numpy(), minlength=len(lengths))
+    counts = np.bincount(sets["row"].to_numpy(), minlength=len(texts))
     return sets["hash"].to_numpy(), np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
 
 

@@ -8,9 +8,11 @@ normalised text into word tokens (letters, digits and decimal numbers), punctuat
 
 from __future__ import annotations
 
+import numpy as np
 import polars as pl
 
 WORD = r"\d+(?:\.\d+)?|\w+"
+MIX = np.uint64(0x100000001B3)  # FNV-1a's 64-bit prime: mixes word hashes into n-gram hashes
 
 
 def normalized(text: pl.Expr) -> pl.Expr:
@@ -30,3 +32,24 @@ def words(text: pl.Expr) -> pl.Expr:
 def normalize_one(text: str) -> str:
     """:func:`normalized` for one string."""
     return pl.select(normalized(pl.lit(text, pl.String))).item()
+
+
+def ngram_hashes(texts: pl.Series, n: int, seed: int = 0, short_as_one: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """64-bit hashes of every word ``n``-gram of each text, and the text (row) each belongs to.
+
+    A text shorter than ``n`` words gives one n-gram of all its words when ``short_as_one``
+    (duplicate detection: it still has a fingerprint), else none (distinct-n counts full n-grams).
+    """
+    tokens = pl.DataFrame({"text": texts}).select(words(pl.col("text")).alias("tokens"))["tokens"]
+    lengths = tokens.list.len().fill_null(0).to_numpy().astype(np.int64)
+    flat = tokens.explode().drop_nulls().hash(seed).to_numpy()
+    padded = np.concatenate([flat, np.zeros(n, np.uint64)])
+    position = np.arange(len(flat)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    length = np.repeat(lengths, lengths)
+    width = np.minimum(length, n) if short_as_one else np.full(len(flat), n)
+    index = np.nonzero(position <= length - width)[0]  # one start per full window (a short text's at 0)
+    hashes = np.zeros(len(index), np.uint64)
+    with np.errstate(over="ignore"):
+        for k in range(n):
+            hashes = np.where(k < width[index], (hashes ^ padded[index + k]) * MIX, hashes)
+    return hashes, np.repeat(np.arange(len(lengths)), lengths)[index]

@@ -4,8 +4,8 @@ Computed in the release's own transaction over its decisions, and stored in the 
 (dataset, version, split, metric, key, value); the data card reads them from there. ``split`` is
 a split of the release, ``all`` (every kept trace) or ``input`` (every trace the policy judged).
 
-- ``distinct_1``/``_2``/``_3``: distinct word n-grams over all n-grams of the rationales (words as
-  ``filters.text`` splits them), on a fixed-size sample of up to ``DISTINCT_SAMPLE`` traces chosen
+- ``distinct_1``/``_2``/``_3``: distinct word n-grams over all n-grams of the rationales (normalised
+  words as ``filters.text`` splits them), on a fixed-size sample of up to ``DISTINCT_SAMPLE`` traces chosen
   by a hash of their ids: the ratio falls as a corpus grows, so a fixed size keeps releases
   comparable (``distinct_sample`` says how many traces were used).
 - ``pairwise_distance``: mean cosine distance between the stored embeddings of traces of the same
@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import duckdb
 import numpy as np
+import polars as pl
 import pyarrow as pa
 
 from tracebank import records
 from tracebank.filters.embeddings import DEFAULT_MODEL, stored_vectors
-from tracebank.filters.text import WORD
+from tracebank.filters.text import ngram_hashes
 
 DISTINCT_SAMPLE = 20_000
 
@@ -42,19 +43,9 @@ UNION ALL SELECT 'all', * EXCLUDE (split, keep) FROM decided WHERE keep
 UNION ALL SELECT split, * EXCLUDE (split, keep) FROM decided WHERE keep
 """
 
-DISTINCT_SQL = f"""
-WITH sample AS (
-    SELECT scope, regexp_extract_all(lower(rationale), '{WORD}') AS words
-    FROM (SELECT *, row_number() OVER (PARTITION BY scope ORDER BY hash(trace_id), trace_id) AS r
-          FROM _scoped WHERE rationale IS NOT NULL)
-    WHERE r <= {DISTINCT_SAMPLE}
-), grams AS (
-    SELECT scope, n, hash(words[i : i + n - 1]) AS gram
-    FROM sample, (VALUES (1), (2), (3)) v(n), LATERAL unnest(range(1, len(words) - n + 2)) u(i)
-)
-SELECT scope, 'distinct_' || n AS metric, NULL AS key, count(DISTINCT gram) / count(*) AS value FROM grams GROUP BY ALL
-UNION ALL
-SELECT scope, 'distinct_sample', NULL, count(*) FROM sample GROUP BY ALL
+SAMPLE_SQL = f"""
+SELECT scope, rationale FROM _scoped WHERE rationale IS NOT NULL
+QUALIFY row_number() OVER (PARTITION BY scope ORDER BY hash(trace_id), trace_id) <= {DISTINCT_SAMPLE}
 """
 
 ENTROPY_SQL = """
@@ -95,6 +86,19 @@ FROM _scoped s JOIN flagged f USING (trace_id) GROUP BY ALL
 """
 
 
+def _distinct(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str, str | None, float]]:
+    """distinct-1/2/3 per scope on its hash sample (word n-grams as ``filters.text`` makes them)."""
+    sample = pl.from_arrow(con.execute(SAMPLE_SQL).to_arrow_table())
+    rows = []
+    for (scope,), group in sample.group_by("scope", maintain_order=True):
+        for n in (1, 2, 3):
+            grams, _ = ngram_hashes(group["rationale"], n, short_as_one=False)
+            if len(grams):
+                rows.append((scope, f"distinct_{n}", None, len(np.unique(grams)) / len(grams)))
+        rows.append((scope, "distinct_sample", None, float(group.height)))
+    return rows
+
+
 def _pairwise(con: duckdb.DuckDBPyConnection, dataset: str) -> list[tuple[str, str, str, float]]:
     """Mean within-prompt cosine distance of stored embeddings, per scope."""
     stored = stored_vectors(con, dataset, DEFAULT_MODEL)
@@ -117,8 +121,8 @@ def compute(con: duckdb.DuckDBPyConnection, dataset: str, version: int) -> pa.Ta
     """Every metric of release ``dataset@v{version}`` (its decisions must be visible to ``con``)."""
     bind = {"dataset": dataset, "version": version}
     con.execute(SCOPED, bind)
-    rows = []
-    for sql in (DISTINCT_SQL, ENTROPY_SQL, STRATEGY_SQL):
+    rows = _distinct(con)
+    for sql in (ENTROPY_SQL, STRATEGY_SQL):
         rows += con.execute(sql).fetchall()
     for sql in (CLUSTERS_SQL, CONTAMINATION_SQL):
         rows += con.execute(sql, {"dataset": dataset}).fetchall()
