@@ -23,6 +23,7 @@ import numpy as np
 import pyarrow as pa
 
 from tracebank import ui
+from tracebank.catalog import ALIAS
 from tracebank.errors import TracebankError
 from tracebank.hashing import digest
 
@@ -83,7 +84,7 @@ class Embedder:
         out = np.zeros((len(texts), self.dim), np.float32)
         # Longest first, so each batch pads to similar lengths (and the ETA starts pessimistic).
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
-        with ui.progress(progress or "embedding", total=len(texts)) if progress else contextlib.nullcontext() as bar:
+        with ui.progress(progress, total=len(texts)) if progress else contextlib.nullcontext() as bar:
             for start in range(0, len(order), batch_size):
                 batch = order[start : start + batch_size]
                 out[batch] = self.model.encode(
@@ -126,8 +127,8 @@ class StoredVectors(NamedTuple):
 
 def _has_table(con: Any, name: str) -> bool:
     """Catalogs made before a table existed lack it until their next write."""
-    query = "SELECT count(*) FROM information_schema.tables WHERE table_catalog = 'lake' AND table_name = ?"
-    return bool(con.execute(query, [name]).fetchone()[0])
+    query = "SELECT count(*) FROM information_schema.tables WHERE table_catalog = ? AND table_name = ?"
+    return bool(con.execute(query, [ALIAS, name]).fetchone()[0])
 
 
 def stored_vectors(con_or_cat: Any, dataset: str, model: str) -> StoredVectors:
@@ -136,7 +137,8 @@ def stored_vectors(con_or_cat: Any, dataset: str, model: str) -> StoredVectors:
     if not _has_table(con, "embeddings"):
         return StoredVectors([], [], np.zeros((0, 0), np.float32))
     rows = con.execute(
-        "SELECT trace_id, text_digest, dim, vector FROM embeddings WHERE dataset = ? AND model = ? ORDER BY trace_id",
+        f"SELECT trace_id, text_digest, dim, vector FROM {ALIAS}.embeddings WHERE dataset = ? AND model = ? "
+        "ORDER BY trace_id",
         [dataset, model],
     ).to_arrow_table()
     if not rows.num_rows:
@@ -190,12 +192,15 @@ def reuse_or_embed(
     found = [where.get(trace_id, -1) for trace_id in trace_ids]
     reused = [i for i, at in enumerate(found) if at >= 0 and stored.digests[at] == digests[i]]
     missing = sorted(set(range(len(texts))) - set(reused))
-    if not missing:
-        matrix = (
-            stored.matrix[[found[i] for i in reused]] if reused else np.zeros((0, stored.matrix.shape[1]), np.float32)
-        )
+    if not missing:  # every text has a stored vector: the model is not even loaded
+        matrix = stored.matrix[[found[i] for i in reused]]
         return matrix, embedding_rows(model, [], [], matrix[:0])
     embedder = get_embedder(model)
+    if reused and stored.matrix.shape[1] != embedder.dim:
+        raise TracebankError(
+            f"stored embeddings of {model!r} have length {stored.matrix.shape[1]}, the model makes {embedder.dim}; "
+            f"delete them (DELETE FROM embeddings WHERE model = '{model}') and score again"
+        )
     made = embedder.encode([texts[i] for i in missing], progress=progress, batch_size=batch_size)
     matrix = np.zeros((len(texts), embedder.dim), np.float32)
     matrix[missing] = made

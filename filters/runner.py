@@ -25,14 +25,18 @@ from tracebank.errors import TracebankError
 from tracebank.filters.base import Scorer, check_reads, make_scorer, to_scores
 from tracebank.filters.consistency import SelfConsistency
 from tracebank.filters.correctness import Correctness
+from tracebank.filters.decontam import Decontamination
 from tracebank.filters.duplicates import ExactDuplicate
 from tracebank.filters.near_dup import NearDuplicate
+from tracebank.filters.semantic import SemanticDuplicate
 
 FILTERS: dict[str, type] = {
     "correctness": Correctness,
+    "decontam": Decontamination,
     "exact_dup": ExactDuplicate,
     "near_dup": NearDuplicate,
     "self_consistency": SelfConsistency,
+    "semantic_dup": SemanticDuplicate,
 }
 DEFAULT_FILTERS = ("correctness", "exact_dup")
 

@@ -13,7 +13,7 @@ import yaml
 from rich.table import Table
 
 from tracebank import catalog as catalog_mod
-from tracebank import cli_train
+from tracebank import cli_benchmarks, cli_train
 from tracebank.cli_options import CatalogOption
 from tracebank.config import make, overlay
 from tracebank.errors import TracebankError
@@ -28,6 +28,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(cli_train.train_app, name="train")
+app.add_typer(cli_benchmarks.benchmark_app, name="benchmark")
 app.command()(cli_train.pairs)
 app.command("eval")(cli_train.eval_cmd)
 

@@ -62,7 +62,10 @@ def four_solutions(location, tmp_path):
     question = "Natalia sold clips to 48 of her friends in April, and half as many in May. How many in total?"
     rows = [{"question": question, "answer": "#### 72", "solution": s, "id": f"t{i}"} for i, s in enumerate(SOLUTIONS)]
     path = write_jsonl(tmp_path / "solutions.jsonl", rows)
-    import_data(location, ImportConfig(str(path), "nat", ColumnMap.parse("prompt=question,reference=answer,response=solution,id=id")))
+    import_data(
+        location,
+        ImportConfig(str(path), "nat", ColumnMap.parse("prompt=question,reference=answer,response=solution,id=id")),
+    )
     return "nat"
 
 
