@@ -17,6 +17,7 @@ earlier trace it joined). Reasons: ``unique`` (a representative, alone or not), 
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -67,14 +68,13 @@ def lsh_bands(threshold: float, num_perm: int, recall: float = 0.99) -> tuple[in
 
 
 def shingle_sets(texts: pl.Series, shingle: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Each text's set of word-shingle hashes, sorted, as one flat array and row offsets.
+    """Each text's word-shingle hashes (a multiset: repeats are harmless to MinHash and Jaccard below) and row offsets.
 
-    A text shorter than ``shingle`` words is one shingle of all its words.
+    A text shorter than ``shingle`` words is one shingle of all its words; a text with no words has none.
     """
     hashes, rows = ngram_hashes(texts, shingle, seed)
-    sets = pl.DataFrame({"row": rows, "hash": hashes}).unique().sort("row", "hash")
-    counts = np.bincount(sets["row"].to_numpy(), minlength=len(texts))
-    return sets["hash"].to_numpy(), np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    counts = np.bincount(rows, minlength=len(texts))
+    return hashes, np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
 
 
 def _mixed(columns: np.ndarray, start: np.ndarray) -> np.ndarray:
@@ -87,7 +87,7 @@ def _mixed(columns: np.ndarray, start: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Sketches:
-    shingles: np.ndarray  # every row's sorted shingle hashes, concatenated
+    shingles: np.ndarray  # every row's shingle hashes, concatenated
     offsets: np.ndarray  # row i's shingles are shingles[offsets[i]:offsets[i + 1]]
     band_keys: np.ndarray  # rows x bands: LSH bucket of each row in each band (group mixed in)
 
@@ -100,7 +100,9 @@ def sketch(texts: pl.Series, groups: np.ndarray, options: NearDupOptions, bands:
         matrix = rensa.RMinHash.digest_matrix_from_flat_token_hashes(
             hashes, chunk_offsets.astype(np.uint64), options.num_perm, options.seed
         )
-        sigs = np.asarray(matrix.to_rows(), dtype=np.uint32).reshape(-1, options.num_perm)
+        rows_ = matrix.to_rows()  # Python lists: fromiter is the cheapest way into numpy
+        sigs = np.fromiter(itertools.chain.from_iterable(rows_), np.uint32, len(rows_) * options.num_perm)
+        sigs = sigs.reshape(-1, options.num_perm)
         for band in range(bands):
             keys[start : start + len(sigs), band] = _mixed(
                 sigs[:, band * rows : (band + 1) * rows], groups[start : start + len(sigs)]
@@ -128,15 +130,28 @@ def candidate_pairs(band_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return pairs["row"].to_numpy(), pairs["other"].to_numpy()
 
 
+def _gathered(sketches: Sketches, rows: np.ndarray) -> pl.DataFrame:
+    """(pair, hash): the distinct shingles of ``rows[pair]`` for every pair position."""
+    lengths = np.diff(sketches.offsets)[rows]
+    total = int(lengths.sum())
+    first = np.repeat(sketches.offsets[rows] - (np.cumsum(lengths) - lengths), lengths)
+    positions = first + np.arange(total)
+    return pl.DataFrame(
+        {"pair": np.repeat(np.arange(len(rows)), lengths), "hash": sketches.shingles[positions]}
+    ).unique()
+
+
 def jaccard(sketches: Sketches, left: np.ndarray, right: np.ndarray) -> np.ndarray:
-    """Exact Jaccard similarity of the shingle sets of each (left, right) pair."""
-    out = np.empty(len(left))
-    shingles, offsets = sketches.shingles, sketches.offsets
-    for k, (a, b) in enumerate(zip(left.tolist(), right.tolist(), strict=True)):
-        first, second = shingles[offsets[a] : offsets[a + 1]], shingles[offsets[b] : offsets[b + 1]]
-        common = len(np.intersect1d(first, second, assume_unique=True))
-        out[k] = common / (len(first) + len(second) - common)
-    return out
+    """Exact Jaccard similarity of the shingle sets of each (left, right) pair (two empty sets: 1)."""
+    if not len(left):
+        return np.zeros(0)
+    first, second = _gathered(sketches, left), _gathered(sketches, right)
+    sizes = [
+        np.bincount(frame["pair"].to_numpy(), minlength=len(left))
+        for frame in (first, second, first.join(second, on=["pair", "hash"]))
+    ]
+    union = sizes[0] + sizes[1] - sizes[2]
+    return np.where(union > 0, sizes[2] / np.maximum(union, 1), 1.0)
 
 
 class NearDuplicate:

@@ -129,3 +129,9 @@ def test_options_that_differ_from_defaults_are_part_of_the_stored_version():
         ScoreConfig("d", ("exact_dup",), {"near_dup": {"threshold": 0.7}})
     with pytest.raises(TracebankError, match="takes no options"):
         ScoreConfig("d", ("exact_dup",), {"exact_dup": {"threshold": 0.7}})
+
+
+def test_texts_without_words_do_not_break_scoring():
+    rows = scored(table(["...", "!!!", "Natalia sold 48 clips in May and more in June."]))
+    assert rows["t2"]["is_near_dup"] == 0
+    assert sorted([rows["t0"]["is_near_dup"], rows["t1"]["is_near_dup"]]) == [0, 1]  # two empty word sets are equal
