@@ -203,6 +203,7 @@ def run_generate(args: argparse.Namespace) -> dict:
 def run_semantic(args: argparse.Namespace) -> dict:
     """Embedding throughput (texts per CPU-second) and, when filters/semantic.py exists, its clusters."""
     from tracebank.filters.embeddings import DEFAULT_MODEL, get_embedder
+    from tracebank.tasks import get_task
 
     table = read_table(args.corpus)
     texts = table.column("rationale").to_pylist()
@@ -216,6 +217,9 @@ def run_semantic(args: argparse.Namespace) -> dict:
 
         settings = {"scope": args.scope, **({"threshold": args.semantic_threshold} if args.semantic_threshold else {})}
         scorer = SemanticDuplicate(SemanticDuplicate.Options(**settings))
+        if "answer" not in table.column_names:  # the extracted answer, as the builders store it
+            parse = get_task("math").parse
+            table = table.append_column("answer", pa.array([parse(t) if t else None for t in texts], pa.string()))
         result, scored = timed(scorer.score, table)
         keep = [c for c in ("trace_id", "cluster_id", "duplicate_of") if c in result.column_names]
         write_table(result.select(keep), args.out)

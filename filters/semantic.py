@@ -14,14 +14,17 @@ trace_id), ``cluster_size``, ``duplicate_of`` (the representative, for duplicate
 ``similarity`` (to the earlier member it joined, for duplicates). A trace with no rationale (null
 or blank) is not embedded and not judged: reason ``no_rationale``, passed and metrics null.
 
-The default threshold, 0.97, is measured on GSM8K's 100 labeled questions x 4 GPT-3 solutions
-(all-MiniLM-L6-v2): different solutions of one question already have a median cosine of 0.89,
-since they share the question's numbers and nouns, and pairs that reach different final answers
-score up to 0.98. At 0.97 about 5% of same-question pairs are flagged, three in four of them the
-same steps reworded (at 0.95: 12%, only half); restyled copies (calculator annotations dropped, a
-"Let's think step by step" preamble) score 0.96-0.99. Rewording every sentence of a solution gives
-0.72-0.95, which this model cannot tell from a different solution at any threshold. Solutions of
-different questions stay below 0.84, so scope ``dataset`` finds only copies across questions.
+With ``same_answer`` (the default) two traces are duplicates only if their extracted answers are
+equal too: two rationales that reach different answers say different things, however close their
+vectors. The default threshold, 0.95, is measured on GSM8K's 100 labeled questions x 4 GPT-3
+solutions (all-MiniLM-L6-v2): different solutions of one question already have a median cosine of
+0.89, since they share the question's numbers and nouns, and pairs that reach different final
+answers score up to 0.98 (half of the pairs above 0.95 reach different answers; the answer check
+removes them, and three in four of the rest are the same steps reworded); restyled copies
+(calculator annotations dropped, a "Let's think step by step" preamble) score 0.96-0.99. Rewording
+every sentence of a solution gives 0.72-0.95, which this model cannot tell from a different solution
+at any threshold. Solutions of different questions stay below 0.84, so scope ``dataset`` finds only
+copies across questions.
 """
 
 from __future__ import annotations
@@ -61,7 +64,8 @@ NO_VECTORS = StoredVectors([], [], np.zeros((0, 0), np.float32))
 @dataclass(frozen=True)
 class Options:
     model: str = DEFAULT_MODEL  # a name in filters.embeddings.MODELS, or a local sentence-transformers directory
-    threshold: float = 0.97  # cosine similarity at or above which two rationales are duplicates
+    threshold: float = 0.95  # cosine similarity at or above which two rationales are duplicates
+    same_answer: bool = True  # only traces with the same extracted answer can be duplicates
     scope: str = "prompt"  # "prompt": compare traces of one question; "dataset": all traces
     batch_size: int = BATCH_SIZE  # texts per embedding batch
     clusters: int | None = None  # k-means partitions for scope=dataset; None: one per ~2,000 traces (≤ 1,024)
@@ -80,6 +84,8 @@ class Options:
                 raise TracebankError(f"{name} must be a whole number, got {value!r}")
         check_at_least(self, 1, "batch_size", "clusters")
         check_at_least(self, 0, "seed")
+        if not isinstance(self.same_answer, bool):
+            raise TracebankError(f"same_answer must be true or false, got {self.same_answer!r}")
         if self.clusters is not None and self.scope != "dataset":
             raise TracebankError("clusters partitions scope 'dataset' only; drop it or set scope: dataset")
 
@@ -136,7 +142,7 @@ def similar_pairs(
 class SemanticDuplicate:
     name = "semantic_dup"
     version = "1"
-    reads = ("trace_id", "prompt_id", "messages", "rationale", "correct")
+    reads = ("trace_id", "prompt_id", "messages", "rationale", "answer", "correct")
     Options = Options
 
     def __init__(self, options: Options | None = None):
@@ -174,6 +180,10 @@ class SemanticDuplicate:
         else:
             groups = partitions(matrix, options.clusters or default_clusters(len(matrix)), options.seed)
         left, right, sims = similar_pairs(matrix, groups, options.threshold)
+        if options.same_answer:
+            answers = np.asarray(judged.column("answer").to_pylist(), dtype=object)
+            agree = answers[left] == answers[right]  # None == None: two traces with no answer may agree
+            left, right, sims = left[agree], right[agree], sims[agree]
         return leader_clusters(representative_order(judged), left, right, sims)
 
     @staticmethod

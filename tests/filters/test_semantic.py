@@ -15,6 +15,7 @@ from tracebank.filters import embeddings, semantic
 from tracebank.filters.embeddings import Embedder, StoredVectors, reuse_or_embed, stored_vectors, text_digest
 from tracebank.filters.runner import ScoreConfig, score
 from tracebank.filters.semantic import Options, SemanticDuplicate, partitions, similar_pairs
+from tracebank.tasks import get_task
 
 MUFFINS = "A baker makes 24 muffins in the morning and half as many in the afternoon. How many muffins in total?"
 TICKETS = "Tickets cost $8 for adults and $5 for children. A family buys 2 adult and 3 child tickets. What do they pay?"
@@ -39,6 +40,7 @@ def traces_table(rows: list[tuple[str, str, str | None, int | None]]) -> pa.Tabl
         "prompt_id": [f"p-{r[1][:12]}" for r in rows],
         "messages": [[{"role": "user", "content": r[1]}] for r in rows],
         "rationale": pa.array([r[2] for r in rows], pa.string()),
+        "answer": pa.array([get_task("math").parse(r[2]) if r[2] else None for r in rows], pa.string()),
         "correct": pa.array([r[3] for r in rows], pa.int8()),
     })  # fmt: skip
 
@@ -84,7 +86,9 @@ def test_a_correct_trace_represents_a_shorter_wrong_copy():
     wrong = "A car travels 45 miles each hour for 4 hours, so it covers 45 * 4 = 180 miles.\n#### 18"
     assert len(wrong) < len(correct)
     rows = by_id(
-        SemanticDuplicate(Options(threshold=0.95)).score(traces_table([("z", CAR, correct, 1), ("a", CAR, wrong, 0)]))
+        SemanticDuplicate(Options(threshold=0.95, same_answer=False)).score(
+            traces_table([("z", CAR, correct, 1), ("a", CAR, wrong, 0)])
+        )
     )
     assert rows["z"]["cluster_id"] == rows["a"]["cluster_id"] == "z"
     assert (rows["a"]["is_semantic_dup"], rows["a"]["passed"], rows["z"]["passed"]) == (1, False, True)
@@ -240,3 +244,13 @@ def test_score_stores_one_unit_vector_per_rationale_and_a_rerun_embeds_nothing(l
     build(location, BuildConfig(math_dataset, samples=3), FakeTeacher())
     score(location, ScoreConfig(math_dataset, ("semantic_dup",)))
     assert embedded == [12, 6]  # only the new third sample of each prompt
+
+
+def test_rationales_that_reach_different_answers_are_not_duplicates_unless_asked():
+    rows = [
+        ("a", MUFFINS, "In the afternoon she makes 24 / 2 = 12 muffins.\nAltogether she makes 24 + 12 = 36 muffins.\n#### 36", 1),
+        ("b", MUFFINS, "In the afternoon she makes 24 / 2 = 12 muffins.\nAltogether she makes 24 + 12 = 38 muffins.\n#### 38", 0),
+    ]  # fmt: skip
+    assert {r["is_semantic_dup"] for r in by_id(SemanticDuplicate().score(traces_table(rows))).values()} == {0}
+    loose = by_id(SemanticDuplicate(Options(same_answer=False)).score(traces_table(rows)))
+    assert loose["b"]["is_semantic_dup"] == 1 and loose["b"]["duplicate_of"] == "a"
