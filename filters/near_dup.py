@@ -28,7 +28,9 @@ import rensa
 from tracebank.errors import TracebankError, check_at_least
 from tracebank.filters.clusters import Clusters, leader_clusters, representative_order
 from tracebank.filters.duplicates import question_text
-from tracebank.filters.text import MIX, ngram_hashes, normalized
+from tracebank.filters.text import ngram_hashes, normalized
+
+MIX = np.uint64(0x100000001B3)  # FNV-1a's 64-bit prime: mixes MinHash values into LSH band keys
 
 SCOPES = ("prompt", "dataset")
 CHUNK = 50_000  # traces per MinHash call: bounds the signatures held (rensa returns Python lists)

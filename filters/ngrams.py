@@ -20,33 +20,9 @@ import numpy as np
 import polars as pl
 
 from tracebank.benchmarks import Items
-from tracebank.filters.text import WORD, words
+from tracebank.filters.text import WORD, ngram_keys, token_hashes
 
 SEED = 0x7472_6163_6562_616E  # any fixed value: equal tokens must hash equally within a process
-MULTIPLIER = np.uint64(0x9E37_79B9_7F4A_7C15)  # odd, so no token position is multiplied away
-
-
-def token_hashes(texts: pl.Series) -> tuple[np.ndarray, np.ndarray]:
-    """The uint64 hashes of every text's words, end to end, and each text's word count."""
-    tokens = pl.DataFrame({"text": texts.cast(pl.String)}).select(tokens=words(pl.col("text")))["tokens"]
-    lengths = tokens.list.len().fill_null(0).to_numpy().astype(np.int64)
-    flat = tokens.explode().drop_nulls()  # an empty or null text explodes to one null: dropped
-    return flat.hash(SEED).to_numpy().astype(np.uint64), lengths
-
-
-def ngram_keys(hashes: np.ndarray, lengths: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(text index, start word, key) of every n-gram that lies within one text."""
-    total = len(hashes) - n + 1
-    if total <= 0:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.uint64)
-    keys = hashes[:total].copy()
-    for k in range(1, n):  # in place; uint64 arithmetic wraps: a polynomial hash mod 2**64
-        np.multiply(keys, MULTIPLIER, out=keys)
-        np.add(keys, hashes[k : k + total], out=keys)
-    owner = np.repeat(np.arange(len(lengths), dtype=np.int64), lengths)[:total]
-    starts = np.arange(total, dtype=np.int64) - (np.cumsum(lengths) - lengths)[owner]
-    inside = starts + n <= lengths[owner]
-    return owner[inside], starts[inside], keys[inside]
 
 
 @dataclass(frozen=True)
@@ -109,7 +85,7 @@ class NgramIndex:
             fields = list(items.texts)  # each field on its own: no n-gram spans two
             texts = [items.texts[field][i] for i in range(len(items.ids)) for field in fields]  # in unit order
             for first in range(0, len(texts), batch):
-                hashes, lengths = token_hashes(pl.Series(texts[first : first + batch], dtype=pl.String))
+                hashes, lengths = token_hashes(pl.Series(texts[first : first + batch], dtype=pl.String), SEED)
                 for n in sizes:
                     owner, _, keys = ngram_keys(hashes, lengths, n)
                     found[n][0].append(keys)
@@ -136,7 +112,7 @@ class NgramIndex:
 
     def matches(self, texts: pl.Series, n: int) -> pl.DataFrame:
         """(text, start, key, unit) for every n-gram of ``texts`` found in a unit."""
-        owner, starts, keys = ngram_keys(*token_hashes(texts), n)
+        owner, starts, keys = ngram_keys(*token_hashes(texts, SEED), n)
         rows, units = self.pairs[n].find(keys)
         return pl.DataFrame({"text": owner[rows], "start": starts[rows], "key": keys[rows], "unit": units})
 

@@ -12,7 +12,7 @@ import numpy as np
 import polars as pl
 
 WORD = r"\d+(?:\.\d+)?|\w+"
-MIX = np.uint64(0x100000001B3)  # FNV-1a's 64-bit prime: mixes word hashes into n-gram hashes
+MULTIPLIER = np.uint64(0x9E37_79B9_7F4A_7C15)  # odd, so no word position is multiplied away
 
 
 def normalized(text: pl.Expr) -> pl.Expr:
@@ -34,22 +34,37 @@ def normalize_one(text: str) -> str:
     return pl.select(normalized(pl.lit(text, pl.String))).item()
 
 
-def ngram_hashes(texts: pl.Series, n: int, seed: int = 0, short_as_one: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """64-bit hashes of every word ``n``-gram of each text, and the text (row) each belongs to.
-
-    A text shorter than ``n`` words gives one n-gram of all its words when ``short_as_one``
-    (duplicate detection: it still has a fingerprint), else none (distinct-n counts full n-grams).
-    """
-    tokens = pl.DataFrame({"text": texts}).select(words(pl.col("text")).alias("tokens"))["tokens"]
+def token_hashes(texts: pl.Series, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The uint64 hashes of every text's words, end to end, and each text's word count."""
+    tokens = pl.DataFrame({"text": texts.cast(pl.String)}).select(tokens=words(pl.col("text")))["tokens"]
     lengths = tokens.list.len().fill_null(0).to_numpy().astype(np.int64)
-    flat = tokens.explode().drop_nulls().hash(seed).to_numpy()
-    padded = np.concatenate([flat, np.zeros(n, np.uint64)])
-    position = np.arange(len(flat)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    length = np.repeat(lengths, lengths)
-    width = np.minimum(length, n) if short_as_one else np.full(len(flat), n)
-    index = np.nonzero(position <= length - width)[0]  # one start per full window (a short text's at 0)
-    hashes = np.zeros(len(index), np.uint64)
-    with np.errstate(over="ignore"):
-        for k in range(n):
-            hashes = np.where(k < width[index], (hashes ^ padded[index + k]) * MIX, hashes)
-    return hashes, np.repeat(np.arange(len(lengths)), lengths)[index]
+    flat = tokens.explode().drop_nulls()  # an empty or null text explodes to one null: dropped
+    return flat.hash(seed).to_numpy().astype(np.uint64), lengths
+
+
+def ngram_keys(
+    hashes: np.ndarray, lengths: np.ndarray, n: int, short_as_one: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(text index, start word, key) of every word n-gram within one text; keys are polynomials of word hashes.
+
+    With ``short_as_one`` a text of fewer than ``n`` (but some) words gives one key of all its
+    words (duplicate detection: it still has a fingerprint); otherwise it gives none (distinct-n
+    and decontamination count full n-grams only).
+    """
+    padded = np.concatenate([hashes, np.zeros(n, np.uint64)])
+    total = len(hashes)
+    owner = np.repeat(np.arange(len(lengths), dtype=np.int64), lengths)
+    starts = np.arange(total, dtype=np.int64) - (np.cumsum(lengths) - lengths)[owner]
+    width = np.minimum(lengths[owner], n) if short_as_one else np.full(total, n)
+    keep = np.flatnonzero(starts + width <= lengths[owner])  # one window per start that fits (a short text's at 0)
+    keys = padded[keep].copy()
+    for k in range(1, n):  # uint64 arithmetic wraps: a polynomial hash mod 2**64
+        longer = k < width[keep]
+        keys = np.where(longer, keys * MULTIPLIER + padded[keep + k], keys)
+    return owner[keep], starts[keep], keys
+
+
+def ngram_hashes(texts: pl.Series, n: int, seed: int = 0, short_as_one: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """64-bit keys of every word ``n``-gram of each text, and the text (row) each belongs to."""
+    rows, _, keys = ngram_keys(*token_hashes(texts, seed), n, short_as_one)
+    return keys, rows
