@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
 import xxhash
@@ -24,11 +23,10 @@ import xxhash
 from tracebank import catalog as catalog_mod
 from tracebank import records, sources
 from tracebank.errors import TracebankError
-from tracebank.readers import read_rows
+from tracebank.readers import MISSING, as_text, field_value, read_rows
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 MAP_KEYS = ("text", "id")
-_MISSING = object()
 
 
 @dataclass(frozen=True)
@@ -100,33 +98,20 @@ def file_digest(path: Path) -> str:
     return hasher.hexdigest()
 
 
-def _get(row: Mapping[str, Any], path: str) -> Any:
-    """A field by name, or by dotted path into nested objects."""
-    if path in row:
-        return row[path]
-    value: Any = row
-    for part in path.split("."):
-        if not isinstance(value, Mapping) or part not in value:
-            return _MISSING
-        value = value[part]
-    return value
-
-
-def _text(value: Any) -> str | None:
-    return None if value is _MISSING or value is None else value if isinstance(value, str) else str(value)
-
-
 def _rows(benchmark: Benchmark, path: Path) -> Iterator[tuple[str, dict[str, str | None]]]:
     """(item id, text per field) of every row; the first row must have every mapped field."""
     for count, (number, row, _) in enumerate(read_rows(path)):
         if count == 0:
             for field in (*benchmark.text_fields, *([benchmark.id_field] if benchmark.id_field else [])):
-                if _get(row, field) is _MISSING:
+                if field_value(row, field) is MISSING:
                     raise TracebankError(
                         f"benchmark {benchmark.name!r}: {path} has no field {field!r}; fields: {', '.join(row)}"
                     )
-        item_id = _text(_get(row, benchmark.id_field)) if benchmark.id_field else None
-        yield item_id or f"{benchmark.id_label}:{number}", {f: _text(_get(row, f)) for f in benchmark.text_fields}
+        item_id = as_text(field_value(row, benchmark.id_field)) if benchmark.id_field else None
+        yield (
+            item_id or f"{benchmark.id_label}:{number}",
+            {f: as_text(field_value(row, f)) for f in benchmark.text_fields},
+        )
 
 
 def read_items(benchmark: Benchmark, path: Path) -> Items:

@@ -24,12 +24,11 @@ import pyarrow.compute as pc
 from tracebank import catalog as catalog_mod
 from tracebank import hashing, provenance, records, sources
 from tracebank.errors import TracebankError, check_at_least
-from tracebank.readers import read_rows
+from tracebank.readers import MISSING, as_text, field_value, read_rows
 from tracebank.tasks import get_task
 
 DATASET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 POLICIES = ("teacher", "student")
-_MISSING = object()
 
 
 @dataclass(frozen=True)
@@ -111,29 +110,6 @@ class ImportResult:
     run_id: str
 
 
-def _get(row: Mapping[str, Any], path: str) -> Any:
-    if path in row:
-        return row[path]
-    value: Any = row
-    for part in path.split("."):
-        if not isinstance(value, Mapping) or part not in value:
-            return _MISSING
-        value = value[part]
-    return value
-
-
-def _text(value: Any) -> str | None:
-    if value is _MISSING or value is None:
-        return None
-    return (
-        value
-        if isinstance(value, str)
-        else orjson.dumps(value).decode()
-        if isinstance(value, (dict, list))
-        else str(value)
-    )
-
-
 def _json(values: Mapping[str, Any]) -> str | None:
     return orjson.dumps(dict(values), default=str).decode() if values else None
 
@@ -159,7 +135,7 @@ def _check_columns(row: Mapping[str, Any], column_map: ColumnMap, where: str) ->
                 raise TracebankError(f"{where}: --map {key}={path} matches no column; columns: {', '.join(row)}")
             continue
         for part in path.split("+") if key == "reference" else [path]:
-            if _get(row, part) is _MISSING:
+            if field_value(row, part) is MISSING:
                 raise TracebankError(
                     f"{where}: unknown column {part!r} in --map {key}={path}; columns: {', '.join(row)}"
                 )
@@ -168,9 +144,9 @@ def _check_columns(row: Mapping[str, Any], column_map: ColumnMap, where: str) ->
 def _reference(row: Mapping[str, Any], path: str) -> str | None:
     """The reference column, or several joined into a JSON object ("prompt+test+entry_point")."""
     if "+" not in path:
-        return _text(_get(row, path))
-    values = {part: _get(row, part) for part in path.split("+")}
-    return orjson.dumps({k: None if v is _MISSING else v for k, v in values.items()}, default=str).decode()
+        return as_text(field_value(row, path))
+    values = {part: field_value(row, part) for part in path.split("+")}
+    return orjson.dumps({k: None if v is MISSING else v for k, v in values.items()}, default=str).decode()
 
 
 def _wildcard(row: Mapping[str, Any], field: str) -> list[str]:
@@ -186,11 +162,11 @@ def _responses(row: Mapping[str, Any], cfg: ImportConfig) -> tuple[list[tuple[st
         field = path[2:]
         keys = _wildcard(row, field)
         found = [
-            (key, _text(row[key][field]), _json({k: v for k, v in row[key].items() if k != field})) for key in keys
+            (key, as_text(row[key][field]), _json({k: v for k, v in row[key].items() if k != field})) for key in keys
         ]
         return [(model, text, meta) for model, text, meta in found if text is not None], set(keys)
-    text = _text(_get(row, path))
-    model = _text(_get(row, cfg.column_map.model)) if cfg.column_map.model else None
+    text = as_text(field_value(row, path))
+    model = as_text(field_value(row, cfg.column_map.model)) if cfg.column_map.model else None
     return ([(model or cfg.model, text, None)] if text is not None else []), {path.split(".")[0]}
 
 
@@ -211,18 +187,18 @@ def convert(
         if cfg.limit is not None and count >= cfg.limit:
             break
         count += 1
-        prompt = _get(row, cmap.prompt)
-        if prompt is _MISSING:
+        prompt = field_value(row, cmap.prompt)
+        if prompt is MISSING:
             raise TracebankError(f"{where}: row has no {cmap.prompt!r} column")
-        messages = _messages(prompt, _text(_get(row, cmap.system)) if cmap.system else None, where)
+        messages = _messages(prompt, as_text(field_value(row, cmap.system)) if cmap.system else None, where)
         pid = hashing.prompt_id(cfg.dataset, messages)
-        source_id = _text(_get(row, cmap.id)) if cmap.id else str(number)
+        source_id = as_text(field_value(row, cmap.id)) if cmap.id else str(number)
         responses, consumed = _responses(row, cfg)
         leftover = {k: v for k, v in row.items() if k not in mapped_tops and k not in consumed}
         single = cmap.response is not None and not cmap.response.startswith("*.")
         prompts.setdefault(pid, {
             "prompt_id": pid, "dataset": cfg.dataset, "task": cfg.task, "messages": messages,
-            "split_hint": cfg.split_hint or (_text(_get(row, cmap.split)) if cmap.split else None) or split,
+            "split_hint": cfg.split_hint or (as_text(field_value(row, cmap.split)) if cmap.split else None) or split,
             "reference": _reference(row, cmap.reference) if cmap.reference else None,
             "source": cfg.path, "source_id": source_id or str(number),
             "meta": None if single else _json(leftover), "imported_at": now,

@@ -7,7 +7,7 @@ point at it), the 1-based row index otherwise, and the split name when the sourc
 from __future__ import annotations
 
 import gzip
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -94,3 +94,27 @@ def _read_directory(path: Path, split: str | None) -> Iterator[Row]:
     for split_name, part in parts:
         for number, row in enumerate(part, start=1):
             yield number, row, split_name
+
+
+MISSING = object()  # what field_value() returns for a path the row does not have (None is a value)
+
+
+def field_value(row: Mapping[str, Any], path: str) -> Any:
+    """A row's field by name, or by dotted path into nested objects; MISSING when absent."""
+    if path in row:
+        return row[path]
+    value: Any = row
+    for part in path.split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            return MISSING
+        value = value[part]
+    return value
+
+
+def as_text(value: Any) -> str | None:
+    """A field's value as text: strings as they are, objects and lists as JSON, None (or MISSING) as None."""
+    if value is MISSING or value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    return orjson.dumps(value).decode() if isinstance(value, (dict, list)) else str(value)
