@@ -23,6 +23,7 @@ from tracebank import catalog as catalog_mod
 from tracebank import provenance, records
 from tracebank.errors import TracebankError
 from tracebank.filters.base import Scorer, check_reads, make_scorer, to_scores
+from tracebank.filters.chunking import CHUNK_COLUMNS, Chunking
 from tracebank.filters.consistency import SelfConsistency
 from tracebank.filters.correctness import Correctness
 from tracebank.filters.decontam import Decontamination
@@ -31,6 +32,7 @@ from tracebank.filters.near_dup import NearDuplicate
 from tracebank.filters.semantic import SemanticDuplicate
 
 FILTERS: dict[str, type] = {
+    "chunking": Chunking,
     "correctness": Correctness,
     "decontam": Decontamination,
     "exact_dup": ExactDuplicate,
@@ -51,7 +53,7 @@ ORDER BY t.trace_id
 """
 # Other tables a filter may fill (Scorer.outputs): (the key replaced as a whole, the columns compared).
 OUTPUT_TABLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "chunks": (("trace_id",), ("chunk_idx", "text", "char_start", "char_end", "kind", "score", "scorer")),
+    "chunks": (("trace_id",), CHUNK_COLUMNS),
     "embeddings": (("trace_id", "model"), ("dim", "text_digest")),
 }
 VALUE_COLUMNS = ["metric", "value", "detail", "passed", "reason", "filter_version"]

@@ -29,9 +29,11 @@ ForceOption = Annotated[bool, typer.Option("--force", help="Train again even if 
 
 
 def _train(cls: type, run: Any, stage: str, flags: dict[str, Any], config: Path | None, catalog: str | None) -> None:
-    flags = {
-        ("output_dir" if k == "out_dir" else k): v for k, v in flags.items() if k not in ("config", "catalog", "force")
-    } | {"force": flags["force"] or None}
+    flags = {  # an on/off flag left off is not given: a config file's value stands
+        ("output_dir" if k == "out_dir" else k): (v or None) if isinstance(v, bool) else v
+        for k, v in flags.items()
+        if k not in ("config", "catalog")
+    }
     cfg = make(cls, overlay(config, flags), f"train {stage}")
     out.print(describe(run(catalog_mod.locate(catalog), cfg)))
 
@@ -42,12 +44,16 @@ def train_sft_cmd(
     max_steps: IntOption = None, learning_rate: FloatOption = None, batch_size: IntOption = None,
     max_length: IntOption = None, seed: IntOption = None, lora_r: LoraOption = None,
     chunk_kinds: Annotated[str | None, typer.Option(
-        help="Chunk-wise SFT: train on only these kinds of rationale chunks, e.g. reasoning,compute.")] = None,
+        help="Train each completion on only these kinds of rationale chunks, e.g. reasoning,compute.")] = None,
     chunk_min_score: Annotated[float | None, typer.Option(
-        help="Chunk-wise SFT: train on only the chunks scoring at least this (unscored chunks stay).")] = None,
+        help="Train each completion on only the chunks scoring at least this (unscored chunks stay).")] = None,
+    chunk_wise: Annotated[bool, typer.Option("--chunk-wise",
+        help="One example per rationale chunk, the earlier chunks as context (Skip-Thinking).")] = False,
+    chunk_skip: Annotated[bool, typer.Option("--chunk-skip",
+        help="With --chunk-wise: leave non-reasoning chunks (restate, summary) out of targets and context.")] = False,
     force: ForceOption = False, config: ConfigOption = None, catalog: CatalogOption = None,
 ) -> None:  # fmt: skip
-    """Supervised fine-tuning on a release's kept traces (TRL SFTTrainer); chunk-wise where chunks exist."""
+    """Supervised fine-tuning on a release's kept traces (TRL SFTTrainer); cut or chunk-wise where chunks exist."""
     flags = dict(locals())
     from tracebank.train.sft import SFTConfig, train_sft
 

@@ -132,10 +132,16 @@ CHUNKS = _schema(
     ("text", pa.string(), False),
     ("char_start", pa.int64(), False),  # span of the chunk in the trace's rationale
     ("char_end", pa.int64(), False),
-    ("kind", pa.string(), False),  # reasoning | compute | restate | summary
-    ("score", pa.float64(), True),
-    ("scorer", pa.string(), True),
+    ("kind", pa.string(), False),  # restate | reasoning | compute | verify | summary | answer (filters.chunk_kinds)
+    ("score", pa.float64(), True),  # 0..1: share of its arithmetic steps that are right; 0 for a repeat
+    ("scorer", pa.string(), True),  # the filter and version that made it, e.g. chunking/1
     ("run_id", pa.string(), False),
+    ("tokens", pa.int32(), True),  # words and punctuation marks (the chunk budget's measure)
+    ("checked_steps", pa.int32(), True),  # arithmetic steps checked in the chunk
+    ("wrong_steps", pa.int32(), True),
+    ("redundant_of", pa.int32(), True),  # chunk_idx of the earlier chunk of the trace it repeats
+    ("boilerplate", pa.bool_(), True),  # its text is a chunk for many questions
+    ("features", pa.string(), True),  # JSON: what decided the kind (rule, cues, similarities)
 )
 
 EMBEDDINGS = _schema(

@@ -131,7 +131,8 @@ def run_training(
         metrics = {**metrics, **data.stats}
         card = {
             "stage": stage, "fingerprint": fingerprint, "base_model": cfg.student, "split": cfg.split,
-            "examples": len(data.examples), "config": training_config, "metrics": metrics, "versions": versions,
+            "examples": len(data.examples), "data": data.stats, "config": training_config, "metrics": metrics,
+            "versions": versions,
             "loss_history": history,
             "release": {k: release[k] for k in ("dataset", "version", "snapshot_id", "policy_name", "decisions_digest")},
             "git_sha": provenance.git_sha(),
@@ -213,6 +214,12 @@ def training_readme(card: dict[str, Any]) -> str:
     """A model card: where the data came from, how it was trained, and what came out."""
     release, metrics = card["release"], card["metrics"]
     config_rows = "\n".join(f"| {k} | {v} |" for k, v in card["config"].items())
+    data_rows = "\n".join(
+        f"| {k} | {int(v) if float(v).is_integer() else v} |" for k, v in card.get("data", {}).items()
+    )
+    data_section = (
+        f"\n## How the examples were made\n\n| counter | value |\n|---|---|\n{data_rows}\n" if data_rows else ""
+    )
     return f"""---
 base_model: {card["base_model"]}
 library_name: transformers
@@ -237,4 +244,4 @@ tags: [tracebank, trl, {card["stage"]}]
 | field | value |
 |---|---|
 {config_rows}
-"""
+{data_section}"""

@@ -5,16 +5,22 @@
 Trains with TRL's SFTTrainer on the release's ``train`` split in TRL's conversational
 prompt-completion format (loss on the completion only).
 
-Chunk-wise SFT: where rationale chunkers have filled the ``chunks`` table, ``chunk_kinds`` and
-``chunk_min_score`` keep only the steps worth learning (say, ``reasoning,compute`` steps scoring at
-least 0.5): each completion is its rationale with the other chunks' spans cut out. A trace with no
-chunks is trained on whole; one whose every chunk is cut is left out; a chunk without a score is
-kept. A trace chunked by several runs uses the latest run's chunks.
+Chunks (the ``chunks`` table, filled by ``tracebank score --filter chunking``) are used two ways:
+
+- cut: ``chunk_kinds`` and ``chunk_min_score`` keep only the steps worth learning (say,
+  ``reasoning,compute`` steps scoring at least 0.5): each completion is its rationale with the other
+  chunks' spans cut out. A trace with no chunks is trained on whole; one whose every chunk is cut is
+  left out; a chunk without a score is kept.
+- chunk-wise (``chunk_wise``, Skip-Thinking): one example per chunk, the earlier chunks as context
+  (``train.chunkwise``); ``chunk_skip`` leaves the non-reasoning chunks out. Its default output is
+  ``<catalog>/models/<dataset>-v<N>-sft-chunkwise``, beside the whole-trace student.
+
+A trace chunked by several runs uses the latest run's chunks.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from tracebank import catalog as catalog_mod
@@ -22,6 +28,7 @@ from tracebank.errors import TracebankError
 from tracebank.releases import ReleaseRef, resolve
 from tracebank.tasks import get_task
 from tracebank.train.base import TrainConfig, TrainingData, TrainResult, run_training
+from tracebank.train.chunkwise import chunkwise_examples, chunkwise_trainer
 
 SPLIT_SQL = """
 SELECT d.trace_id, p.task, p.messages, t.rationale
@@ -44,26 +51,38 @@ ORDER BY c.trace_id, c.chunk_idx
 
 @dataclass(frozen=True)
 class SFTConfig(TrainConfig):
-    chunk_kinds: str | None = None  # chunk-wise SFT: keep only chunks of these kinds (comma-separated)
-    chunk_min_score: float | None = None  # chunk-wise SFT: keep only chunks scoring at least this
+    chunk_kinds: str | None = None  # cut: keep only chunks of these kinds (comma-separated)
+    chunk_min_score: float | None = None  # cut: keep only chunks scoring at least this
+    chunk_wise: bool = False  # one example per chunk, the earlier chunks as context (Skip-Thinking)
+    chunk_skip: bool = False  # with chunk_wise: leave non-reasoning chunks (restate, summary) out
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.chunk_kinds is not None and not self.kinds():
             raise TracebankError("chunk_kinds names no kind; give e.g. reasoning,compute")
+        if self.chunk_skip and not self.chunk_wise:
+            raise TracebankError("chunk_skip is the skip variant of chunk-wise SFT; give chunk_wise too")
+        if self.chunk_wise and self.cuts_chunks():
+            raise TracebankError(
+                "chunk_wise trains one chunk per example and takes no chunk_kinds or chunk_min_score; "
+                "use chunk_skip to leave out non-reasoning chunks"
+            )
 
     def kinds(self) -> set[str] | None:
         return None if self.chunk_kinds is None else {k.strip() for k in self.chunk_kinds.split(",") if k.strip()}
 
-    def chunk_wise(self) -> bool:
+    def cuts_chunks(self) -> bool:
         return self.chunk_kinds is not None or self.chunk_min_score is not None
+
+    def reads_chunks(self) -> bool:
+        return self.cuts_chunks() or self.chunk_wise
 
 
 def load_split(
     location: catalog_mod.CatalogLocation, ref: ReleaseRef, split: str, cfg: SFTConfig | None = None
 ) -> TrainingData:
-    """Kept traces of one split of a release, as prompt/completion conversations (chunk-wise if ``cfg`` says)."""
-    chunk_wise = cfg is not None and cfg.chunk_wise()
+    """Kept traces of one split of a release, as prompt/completion conversations (cut or chunk-wise if ``cfg`` says)."""
+    chunk_wise = cfg is not None and cfg.reads_chunks()
     with catalog_mod.Catalog(location) as cat:
         release = resolve(cat, ref)
         params = [release["dataset"], release["version"], split]
@@ -76,8 +95,12 @@ def load_split(
             f"splits with kept traces: {', '.join(splits) or 'none'}"
         )
     stats: dict[str, float] = {}
+    where = f"{release['dataset']}@v{release['version']} split {split!r}"
+    if cfg is not None and cfg.chunk_wise:
+        examples, stats = chunkwise_examples(rows, chunks, cfg.chunk_skip, where)
+        return TrainingData(release, examples, stats)
     if chunk_wise:
-        rows, stats = _chunk_wise(rows, chunks, cfg, f"{release['dataset']}@v{release['version']} split {split!r}")
+        rows, stats = _chunk_wise(rows, chunks, cfg, where)
     examples = [
         {
             "trace_id": row["trace_id"],
@@ -167,4 +190,9 @@ def _sft_trainer(model: Any, tokenizer: Any, train_set: Any, common: dict[str, A
 
 def train_sft(location: catalog_mod.CatalogLocation, cfg: SFTConfig) -> TrainResult:
     data = load_split(location, ReleaseRef.parse(cfg.release), cfg.split, cfg)
-    return run_training(location, cfg, "sft", data, _sft_trainer)
+    if not cfg.chunk_wise:
+        return run_training(location, cfg, "sft", data, _sft_trainer)
+    if cfg.output_dir is None:  # a chunk-wise student does not replace the whole-trace one
+        name = f"{data.release['dataset']}-v{data.release['version']}-sft-chunkwise"
+        cfg = replace(cfg, output_dir=str(location.home / "models" / name))
+    return run_training(location, cfg, "sft", data, chunkwise_trainer)

@@ -86,7 +86,9 @@ def _add_chunks(location, dataset, rows):
 
 def _chunk(trace_id, dataset, idx, start, end, kind, score=None, run_id="chunk-1", text="x"):
     return {"trace_id": trace_id, "dataset": dataset, "chunk_idx": idx, "text": text, "char_start": start,
-            "char_end": end, "kind": kind, "score": score, "scorer": None, "run_id": run_id}  # fmt: skip
+            "char_end": end, "kind": kind, "score": score, "scorer": None, "run_id": run_id, "tokens": None,
+            "checked_steps": None, "wrong_steps": None, "redundant_of": None, "boilerplate": None,
+            "features": None}  # fmt: skip
 
 
 @pytest.mark.parametrize(
