@@ -131,7 +131,7 @@ def main() -> None:
 
     curate_s, first = timed(lambda: releases.curate(location, "scale", policy, text, "bench v1"))
     plain_curate_s, _ = timed(lambda: plain_curate(files, policy, work / "plain-decisions.parquet"))
-    rows.append(("curate (decide + write decisions)", curate_s, plain_curate_s, 60.0))
+    rows.append(("curate (decide, decisions, metrics)", curate_s, plain_curate_s, 60.0))
     releases.curate(location, "scale", capped, "capped", "bench v2")
 
     files = data_files(location)  # now with both releases' decisions

@@ -5,7 +5,7 @@ Computed in the release's own transaction over its decisions, and stored in the 
 a split of the release, ``all`` (every kept trace) or ``input`` (every trace the policy judged).
 
 - ``distinct_1``/``_2``/``_3``: distinct word n-grams over all n-grams of the rationales (normalised
-  words as ``filters.text`` splits them), on a fixed-size sample of up to ``DISTINCT_SAMPLE`` traces chosen
+  words as ``filters.text`` splits them), on a fixed-size sample of up to ``DISTINCT_SAMPLE`` (10,000) traces chosen
   by a hash of their ids: the ratio falls as a corpus grows, so a fixed size keeps releases
   comparable (``distinct_sample`` says how many traces were used).
 - ``pairwise_distance``: mean cosine distance between the stored embeddings of traces of the same
@@ -26,15 +26,15 @@ import pyarrow as pa
 
 from tracebank import records
 from tracebank.filters.embeddings import DEFAULT_MODEL, stored_vectors
-from tracebank.filters.text import ngram_hashes
+from tracebank.filters.text import ngram_keys, token_hashes
 
-DISTINCT_SAMPLE = 20_000
+DISTINCT_SAMPLE = 10_000
 
 # Every trace of the dataset as 'input', and each kept trace as 'all' and as its split.
 SCOPED = """
 CREATE OR REPLACE TEMP TABLE _scoped AS
 WITH decided AS (
-    SELECT d.trace_id, d.split, d.keep, t.prompt_id, t.rationale, t.answer, t.strategy
+    SELECT d.trace_id, d.split, d.keep, t.prompt_id, t.answer, t.strategy
     FROM decisions d JOIN traces t ON t.trace_id = d.trace_id
     WHERE d.dataset = $dataset AND d.version = $version
 )
@@ -44,21 +44,22 @@ UNION ALL SELECT split, * EXCLUDE (split, keep) FROM decided WHERE keep
 """
 
 SAMPLE_SQL = f"""
-SELECT scope, rationale FROM _scoped WHERE rationale IS NOT NULL
-QUALIFY row_number() OVER (PARTITION BY scope ORDER BY hash(trace_id), trace_id) <= {DISTINCT_SAMPLE}
+WITH sample AS (
+    SELECT scope, trace_id FROM _scoped
+    QUALIFY row_number() OVER (PARTITION BY scope ORDER BY hash(trace_id), trace_id) <= {DISTINCT_SAMPLE}
+)
+SELECT s.scope, t.rationale FROM sample s JOIN traces t USING (trace_id) WHERE t.rationale IS NOT NULL
+ORDER BY s.scope, hash(s.trace_id), s.trace_id
 """
 
 ENTROPY_SQL = """
 WITH counts AS (
     SELECT scope, prompt_id, answer, count(*) AS n FROM _scoped WHERE answer IS NOT NULL GROUP BY ALL
-), shares AS (
-    SELECT scope, prompt_id, n / sum(n) OVER (PARTITION BY scope, prompt_id) AS p,
-           sum(n) OVER (PARTITION BY scope, prompt_id) AS answered
-    FROM counts
+), prompts AS (  -- entropy of counts n_i summing to N: log2(N) - sum(n_i log2 n_i) / N
+    SELECT scope, prompt_id, sum(n) AS answered, sum(n * log2(n)) AS weighted FROM counts GROUP BY ALL
 )
-SELECT scope, 'answer_entropy', NULL, avg(entropy)
-FROM (SELECT scope, prompt_id, -sum(p * log2(p)) AS entropy FROM shares WHERE answered >= 2 GROUP BY ALL)
-GROUP BY ALL
+SELECT scope, 'answer_entropy', NULL, avg(log2(answered) - weighted / answered)
+FROM prompts WHERE answered >= 2 GROUP BY ALL
 """
 
 STRATEGY_SQL = "SELECT scope, 'strategy_traces', strategy, count(*) FROM _scoped GROUP BY ALL"
@@ -91,10 +92,11 @@ def _distinct(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str, str | None
     sample = pl.from_arrow(con.execute(SAMPLE_SQL).to_arrow_table())
     rows = []
     for (scope,), group in sample.group_by("scope", maintain_order=True):
+        words = token_hashes(group["rationale"])  # once per scope, for every n
         for n in (1, 2, 3):
-            grams, _ = ngram_hashes(group["rationale"], n, short_as_one=False)
+            grams = ngram_keys(*words, n)[2]
             if len(grams):
-                rows.append((scope, f"distinct_{n}", None, len(np.unique(grams)) / len(grams)))
+                rows.append((scope, f"distinct_{n}", None, pl.Series(grams).n_unique() / len(grams)))
         rows.append((scope, "distinct_sample", None, float(group.height)))
     return rows
 
