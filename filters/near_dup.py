@@ -121,14 +121,19 @@ def candidate_pairs(band_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     In a bucket, each row pairs with at most BUCKET_PEERS of its first members, so a bucket of
     thousands of similar texts costs linear, not quadratic, work (they still join one cluster).
     """
-    parts = []
-    index = np.arange(len(band_keys))
-    for band in range(band_keys.shape[1]):
-        frame = pl.DataFrame({"key": band_keys[:, band], "row": index})
-        frame = frame.filter(pl.len().over("key") > 1).with_columns(rank=pl.col("row").rank("ordinal").over("key"))
-        first = frame.filter(pl.col("rank") <= BUCKET_PEERS).select("key", other="row")
-        parts.append(frame.join(first, on="key").filter(pl.col("row") > pl.col("other")).select("row", "other"))
-    pairs = pl.concat(parts).unique() if parts else pl.DataFrame(schema={"row": pl.Int64, "other": pl.Int64})
+    rows, bands = band_keys.shape
+    frame = pl.DataFrame({
+        "band": np.tile(np.arange(bands, dtype=np.int32), rows),
+        "key": band_keys.reshape(-1),
+        "row": np.repeat(np.arange(rows, dtype=np.int64), bands),
+    })  # fmt: skip
+    frame = frame.filter(pl.len().over("band", "key") > 1).with_columns(
+        rank=pl.col("row").rank("ordinal").over("band", "key")
+    )
+    first = frame.filter(pl.col("rank") <= BUCKET_PEERS).select("band", "key", other="row")
+    pairs = (
+        frame.join(first, on=["band", "key"]).filter(pl.col("row") > pl.col("other")).select("row", "other").unique()
+    )
     return pairs["row"].to_numpy(), pairs["other"].to_numpy()
 
 
@@ -184,11 +189,12 @@ class NearDuplicate:
     def _groups(self, table: pa.Table) -> np.ndarray:
         if self.options.scope == "dataset":
             return np.zeros(table.num_rows, np.uint64)
-        messages = pl.from_arrow(table.select(["messages"]))
+        prompts = pl.from_arrow(table.select(["prompt_id", "messages"]))
+        keys = prompts.unique("prompt_id").select(  # each distinct prompt normalised once
+            "prompt_id", key=normalized(question_text(pl.col("messages"))).hash(self.options.seed)
+        )
         return (
-            messages.select(normalized(question_text(pl.col("messages"))).hash(self.options.seed))
-            .to_series()
-            .to_numpy()
+            prompts.select("prompt_id").join(keys, on="prompt_id", how="left", maintain_order="left")["key"].to_numpy()
         )
 
 
