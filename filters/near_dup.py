@@ -33,7 +33,8 @@ from tracebank.filters.text import ngram_hashes, normalized
 MIX = np.uint64(0x100000001B3)  # FNV-1a's 64-bit prime: mixes MinHash values into LSH band keys
 
 SCOPES = ("prompt", "dataset")
-CHUNK = 50_000  # traces per MinHash call: bounds the signatures held (rensa returns Python lists)
+CHUNK = 20_000  # traces per MinHash call: bounds the tokens and signatures held (rensa returns Python lists)
+PAIR_CHUNK = 10_000  # candidate pairs verified at once: bounds the shingles gathered
 BUCKET_PEERS = 64  # in an LSH bucket, each trace is paired with at most this many first members
 
 
@@ -121,20 +122,17 @@ def candidate_pairs(band_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     In a bucket, each row pairs with at most BUCKET_PEERS of its first members, so a bucket of
     thousands of similar texts costs linear, not quadratic, work (they still join one cluster).
     """
-    rows, bands = band_keys.shape
-    frame = pl.DataFrame({
-        "band": np.tile(np.arange(bands, dtype=np.int32), rows),
-        "key": band_keys.reshape(-1),
-        "row": np.repeat(np.arange(rows, dtype=np.int64), bands),
-    })  # fmt: skip
-    frame = frame.filter(pl.len().over("band", "key") > 1).with_columns(
-        rank=pl.col("row").rank("ordinal").over("band", "key")
-    )
-    first = frame.filter(pl.col("rank") <= BUCKET_PEERS).select("band", "key", other="row")
-    pairs = (
-        frame.join(first, on=["band", "key"]).filter(pl.col("row") > pl.col("other")).select("row", "other").unique()
-    )
-    return pairs["row"].to_numpy(), pairs["other"].to_numpy()
+    rows = len(band_keys)
+    index = np.arange(rows, dtype=np.int64)
+    codes = [np.zeros(0, np.int64)]  # a pair as row * rows + other: half the memory of two columns
+    for band in range(band_keys.shape[1]):  # band by band: the pairs of all bands at once need gigabytes at 1M
+        frame = pl.DataFrame({"key": band_keys[:, band], "row": index})
+        frame = frame.filter(pl.len().over("key") > 1).with_columns(rank=pl.col("row").rank("ordinal").over("key"))
+        first = frame.filter(pl.col("rank") <= BUCKET_PEERS).select("key", other="row")
+        pairs = frame.join(first, on="key").filter(pl.col("row") > pl.col("other"))
+        codes.append(np.unique(pairs["row"].to_numpy() * rows + pairs["other"].to_numpy()))
+    unique = np.unique(np.concatenate(codes))
+    return unique // max(rows, 1), unique % max(rows, 1)
 
 
 def _gathered(sketches: Sketches, rows: np.ndarray) -> pl.DataFrame:
@@ -150,15 +148,17 @@ def _gathered(sketches: Sketches, rows: np.ndarray) -> pl.DataFrame:
 
 def jaccard(sketches: Sketches, left: np.ndarray, right: np.ndarray) -> np.ndarray:
     """Exact Jaccard similarity of the shingle sets of each (left, right) pair (two empty sets: 1)."""
-    if not len(left):
-        return np.zeros(0)
-    first, second = _gathered(sketches, left), _gathered(sketches, right)
-    sizes = [
-        np.bincount(frame["pair"].to_numpy(), minlength=len(left))
-        for frame in (first, second, first.join(second, on=["pair", "hash"]))
-    ]
-    union = sizes[0] + sizes[1] - sizes[2]
-    return np.where(union > 0, sizes[2] / np.maximum(union, 1), 1.0)
+    out = np.zeros(len(left))
+    for start in range(0, len(left), PAIR_CHUNK):  # bounds the gathered shingles held at once
+        lefts, rights = left[start : start + PAIR_CHUNK], right[start : start + PAIR_CHUNK]
+        first, second = _gathered(sketches, lefts), _gathered(sketches, rights)
+        sizes = [
+            np.bincount(frame["pair"].to_numpy(), minlength=len(lefts))
+            for frame in (first, second, first.join(second, on=["pair", "hash"]))
+        ]
+        union = sizes[0] + sizes[1] - sizes[2]
+        out[start : start + PAIR_CHUNK] = np.where(union > 0, sizes[2] / np.maximum(union, 1), 1.0)
+    return out
 
 
 class NearDuplicate:
