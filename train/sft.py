@@ -118,8 +118,8 @@ def _chunk_wise(
     """Rows with each chunked rationale cut down to its kept chunks; counters of what was cut."""
     if not chunks:
         raise TracebankError(
-            f"no chunks for the kept traces of {where}: chunk-wise SFT (chunk_kinds, chunk_min_score) "
-            "trains on the chunks table, which a rationale chunker fills"
+            f"no chunks for the kept traces of {where}: chunk_kinds and chunk_min_score cut steps using the "
+            "chunks table; run `tracebank score DATASET --filter chunking` first"
         )
     kinds = cfg.kinds()
     present = {c["kind"] for c in chunks}
