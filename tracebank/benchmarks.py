@@ -22,6 +22,7 @@ import xxhash
 
 from tracebank import catalog as catalog_mod
 from tracebank import records, sources
+from tracebank.config import parse_map_items
 from tracebank.errors import TracebankError
 from tracebank.readers import MISSING, as_text, field_value, read_rows
 
@@ -67,16 +68,13 @@ class Items:
 
 def parse_map(spec: str) -> tuple[tuple[str, ...], str | None]:
     """``text=question+answer,id=id`` -> (("question", "answer"), "id"); ``text`` is required."""
-    mapping: dict[str, str] = {}
+    items = []
     for item in (part for part in spec.split(",") if part.strip()):
         key, sep, value = (s.strip() for s in item.partition("="))
         if not sep or not value:
             raise TracebankError(f"--map {spec!r}: expected comma-separated key=field pairs, e.g. text=question,id=id")
-        if key not in MAP_KEYS:
-            raise TracebankError(f"--map: unknown key {key!r}; keys are {', '.join(MAP_KEYS)}")
-        if key in mapping:
-            raise TracebankError(f"--map: {key!r} given twice")
-        mapping[key] = value
+        items.append((key, value))
+    mapping = parse_map_items(items, list(MAP_KEYS))
     if "text" not in mapping:
         raise TracebankError("--map must name the text fields, e.g. --map text=question+answer,id=id")
     fields = tuple(f.strip() for f in mapping["text"].split("+"))

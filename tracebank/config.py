@@ -52,3 +52,15 @@ def overlay(config_file: Path | None, flags: dict[str, Any]) -> dict[str, Any]:
         values.update(loaded)
     values.update({k: v for k, v in flags.items() if v is not None})
     return values
+
+
+def parse_map_items(items: list[tuple[str, str]], allowed: list[str]) -> dict[str, str]:
+    """``--map`` pairs as a dict: an unknown key or a key given twice is one clear error."""
+    mapping: dict[str, str] = {}
+    for key, value in items:
+        if key not in allowed:
+            raise TracebankError(f"--map: unknown key {key!r}; keys are {', '.join(allowed)}")
+        if key in mapping:
+            raise TracebankError(f"--map: {key!r} given twice")
+        mapping[key] = value
+    return mapping

@@ -23,6 +23,7 @@ import pyarrow.compute as pc
 
 from tracebank import catalog as catalog_mod
 from tracebank import hashing, provenance, records, sources
+from tracebank.config import parse_map_items
 from tracebank.errors import TracebankError, check_at_least
 from tracebank.readers import MISSING, as_text, field_value, read_rows
 from tracebank.tasks import get_task
@@ -61,14 +62,7 @@ class ColumnMap:
             items = [(key.strip(), value.strip()) for key, value in pairs]
         else:
             items = list(spec.items())
-        allowed = [f.name for f in fields(cls)]
-        mapping: dict[str, str] = {}
-        for key, value in items:
-            if key not in allowed:
-                raise TracebankError(f"--map: unknown key {key!r}; keys are {', '.join(allowed)}")
-            if key in mapping:
-                raise TracebankError(f"--map: {key!r} given twice")
-            mapping[key] = value
+        mapping = parse_map_items(items, [f.name for f in fields(cls)])
         if "prompt" not in mapping:
             raise TracebankError("--map must name the prompt column, e.g. --map prompt=question")
         return cls(**mapping)
