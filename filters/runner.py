@@ -44,7 +44,7 @@ DEFAULT_FILTERS = ("correctness", "exact_dup")
 
 INPUT_SQL = """
 SELECT t.trace_id, t.prompt_id, t.policy, t.model, t.strategy, t.rationale, t.answer, t.finish_reason,
-       p.task, p.messages, p.reference, p.split_hint,
+       p.task, p.messages, p.reference,
        (SELECT CAST(max(s.value) AS TINYINT) FROM scores s
         WHERE s.trace_id = t.trace_id AND s.filter = 'correctness' AND s.metric = 'correct') AS correct
 FROM traces t JOIN prompts p ON p.prompt_id = t.prompt_id
