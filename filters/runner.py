@@ -160,9 +160,7 @@ def _outputs(scorers: list[Scorer], dataset: str, run_id: str) -> dict[str, pa.T
         for name, table in (scorer.outputs() if hasattr(scorer, "outputs") else {}).items():
             if name not in OUTPUT_TABLES:
                 raise TypeError(f"filter {scorer.name!r} returned rows for {name!r}, which filters do not fill")
-            n = table.num_rows
-            table = table.append_column("dataset", pa.array([dataset] * n, pa.string()))
-            table = table.append_column("run_id", pa.array([run_id] * n, pa.string()))
+            table = records.with_constants(table, dataset=dataset, run_id=run_id)
             tables.setdefault(name, []).append(records.conform(table, records.TABLES[name], f"{name} of {scorer.name}"))
     return {name: pa.concat_tables(parts) for name, parts in tables.items()}
 

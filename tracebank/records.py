@@ -261,6 +261,13 @@ def to_table(rows: Iterable[Mapping[str, Any]], schema: pa.Schema) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=schema)
 
 
+def with_constants(table: pa.Table, **values: str) -> pa.Table:
+    """``table`` with a string column per keyword, the same value on every row (e.g. dataset, run_id)."""
+    for name, value in values.items():
+        table = table.append_column(name, pa.array([value] * table.num_rows, pa.string()))
+    return table
+
+
 def conform(table: pa.Table, schema: pa.Schema, what: str) -> pa.Table:
     """Select and cast ``table`` to ``schema``; a missing column or a null in a required one fails."""
     missing = [name for name in schema.names if name not in table.column_names]

@@ -129,12 +129,6 @@ def _decide_into_temp_table(
     return int(con.execute("SELECT count(*) FROM _decided").fetchone()[0]), new_vectors
 
 
-def _with_columns(table: pa.Table, **values: str) -> pa.Table:
-    for name, value in values.items():
-        table = table.append_column(name, pa.array([value] * table.num_rows, pa.string()))
-    return table
-
-
 def _decisions_digest(con: duckdb.DuckDBPyConnection, policy: Policy) -> str:
     """Policy and decisions: equal digests mean a release would be identical (XOR of row MD5s: order-free, stable)."""
     return digest(canonical_json(policy.as_dict()).decode(), con.execute(DECISIONS_DIGEST_SQL).fetchone()[0])
@@ -193,7 +187,7 @@ def curate(
             [dataset, version],
         )
         if new_vectors is not None and new_vectors.num_rows:
-            writer.insert("embeddings", _with_columns(new_vectors, dataset=dataset, run_id=run_id))
+            writer.insert("embeddings", records.with_constants(new_vectors, dataset=dataset, run_id=run_id))
         writer.insert("metrics", release_metrics.compute(con, dataset, version))
         release = {
             "dataset": dataset, "version": version, "snapshot_id": snapshot_id, "message": message,
