@@ -3,10 +3,17 @@
 A response is committed (WAL) before it counts as done, so after a crash or ``kill -9`` a rerun
 re-sends only the requests that had not finished; editing one parameter changes only the keys it
 touches. The cache lives beside the catalog and nothing in tracebank ever deletes it.
+
+Builds that overlap (two runs of one dataset, or of datasets that share requests) must not both
+pay for one request: before sending, a build *claims* the keys it will send (``claim``); a key
+another live build holds is left to that build, and read from the cache once it is there. Claims
+are per process: a build that dies leaves claims that the next build takes over (``alive``), and
+``release`` drops a build's claims when it ends.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from collections.abc import Iterable, Sequence
@@ -21,6 +28,28 @@ CREATE TABLE IF NOT EXISTS responses (
     created_at REAL NOT NULL
 )
 """
+_CLAIMS = """
+CREATE TABLE IF NOT EXISTS claims (
+    key TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    claimed_at REAL NOT NULL
+)
+"""
+_CHUNK = 500  # keys per statement: under SQLite's bound-parameter limit
+
+
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` (on this machine) still runs."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class RequestCache:
@@ -31,6 +60,7 @@ class RequestCache:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a committed row survives kill -9
         self.db.execute(_SCHEMA)
+        self.db.execute(_CLAIMS)
 
     def __enter__(self) -> RequestCache:
         return self
@@ -41,8 +71,8 @@ class RequestCache:
     def get_many(self, keys: Iterable[str]) -> dict[str, Response]:
         keys = list(keys)
         found: dict[str, Response] = {}
-        for start in range(0, len(keys), 500):
-            chunk = keys[start : start + 500]
+        for start in range(0, len(keys), _CHUNK):
+            chunk = keys[start : start + _CHUNK]
             marks = ",".join("?" * len(chunk))
             for key, payload in self.db.execute(f"SELECT key, payload FROM responses WHERE key IN ({marks})", chunk):
                 found[key] = Response.from_json(payload)
@@ -62,6 +92,40 @@ class RequestCache:
             self.db.execute("ROLLBACK")
             raise
         self.db.execute("COMMIT")
+
+    def claim(self, keys: Iterable[str], owner: str) -> dict[str, str]:
+        """Claim ``keys`` for ``owner`` (this process); returns {key: holder} of those another live build holds.
+
+        One transaction: of two builds claiming at once, each key goes to exactly one of them.
+        """
+        keys, now, pid = list(keys), time.time(), os.getpid()
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            held = self.holders(keys, owner)
+            for start in range(0, len(keys), _CHUNK):
+                self.db.executemany(
+                    "INSERT OR REPLACE INTO claims (key, owner, pid, claimed_at) VALUES (?, ?, ?, ?)",
+                    [(key, owner, pid, now) for key in keys[start : start + _CHUNK] if key not in held],
+                )
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+        return held
+
+    def holders(self, keys: Iterable[str], owner: str) -> dict[str, str]:
+        """{key: holder} of ``keys`` that a live build other than ``owner`` has claimed."""
+        keys, held = list(keys), {}
+        for start in range(0, len(keys), _CHUNK):
+            chunk = keys[start : start + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            rows = self.db.execute(f"SELECT key, owner, pid FROM claims WHERE key IN ({marks})", chunk).fetchall()
+            held.update({key: holder for key, holder, pid in rows if holder != owner and alive(pid)})
+        return held
+
+    def release(self, owner: str) -> None:
+        """Drop every claim of ``owner``."""
+        self.db.execute("DELETE FROM claims WHERE owner = ?", [owner])
 
     def __len__(self) -> int:
         return int(self.db.execute("SELECT count(*) FROM responses").fetchone()[0])

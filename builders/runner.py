@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from itertools import islice
 from typing import Any
@@ -124,6 +124,7 @@ class BuildResult:
     retries: int = 0
     last_error: str | None = None  # why the last unfinished request gave up
     seconds_sending: float = 0.0  # the teacher's part of ``seconds``
+    shared: int = 0  # sent by another build running at the same time: read from the request cache
 
 
 class BuildIncomplete(TracebankError):
@@ -146,6 +147,7 @@ class _Tally:
     failed: int = 0
     unfinished: int = 0
     unsent: int = 0
+    shared: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
     retries: int = 0
@@ -246,13 +248,20 @@ def build(location: catalog_mod.CatalogLocation, cfg: BuildConfig, teacher: Teac
     row = functools.partial(_row, cfg=cfg, backend=backend, run_id=run_id, price=price, now=now)
     with RequestCache(location.request_cache) as cache, TraceSink(location, run_id) as sink:
         missing = _answer_from_cache(_plan(prompts, cfg, pool), done, cache, sink, row, cfg, tally)
-        if missing:
-            teacher = teacher or make_teacher(cfg.backend, cfg.model, cfg.backend_options())
-            inflight: dict[str, Request] = {}
-            sendable = _sendable(_plan(prompts, cfg, pool), set(missing), inflight)
-            catalog_mod.warm_up(location)  # the commit's connection loads while the teacher works
-            _generate(teacher, sendable, len(missing), inflight, cache, sink, row, budget, tally)
-        tally.unsent = len(missing) - tally.fresh - tally.unfinished
+        pending, to_send = set(missing), set()
+        try:
+            while pending and not budget.stopped:  # another build may hold some keys: theirs to send
+                to_send, held = _claim(cache, pending, run_id, cfg, tally, sink, row, lambda: _plan(prompts, cfg, pool))
+                if to_send:
+                    teacher = teacher or make_teacher(cfg.backend, cfg.model, cfg.backend_options())
+                    inflight: dict[str, Request] = {}
+                    sendable = _sendable(_plan(prompts, cfg, pool), set(to_send), inflight)
+                    catalog_mod.warm_up(location)  # the commit's connection loads while the teacher works
+                    _generate(teacher, sendable, len(to_send), inflight, cache, sink, row, budget, tally)
+                pending = _wait_for_others(cache, held, run_id) if held else set()
+        finally:
+            cache.release(run_id)
+        tally.unsent = len(missing) - tally.fresh - tally.unfinished - tally.shared
         tally.cost_usd = budget.cost_usd if price is not None else None
         snapshot = _commit(location, cfg, sink, run_id, started_at, tally, teacher) if sink.rows else None
     counts = {k: v for k, v in asdict(tally).items() if k != "fresh"}
@@ -286,6 +295,9 @@ def _commit(
     with catalog_mod.writing(location, message, {"stage": "build", "run_id": run_id}) as writer:
         if cfg.refresh or cfg.retry_failed:
             _delete_replaced(writer, sink, cfg)
+        # Planned before the lock: a build that overlapped this one may have committed some of these.
+        counters["traces_already_stored"] = sink.drop_stored(writer, cfg.dataset)
+        counters["traces_new"] = sink.rows
         sink.register(writer)
         writer.insert("runs", provenance.run_row(run_id, "build", cfg.dataset, started_at, asdict(cfg), counters))
     sink.committed = True
@@ -316,6 +328,48 @@ def _answer_from_cache(
                 sink.add(row(request, response))
                 tally.cached += 1
     return missing
+
+
+def _usable(response: Response | None, cfg: BuildConfig) -> bool:
+    """A cached response this build may store instead of sending the request again."""
+    return response is not None and not (cfg.retry_failed and response.failed)
+
+
+def _claim(
+    cache: RequestCache,
+    keys: set[str],
+    run_id: str,
+    cfg: BuildConfig,
+    tally: _Tally,
+    sink: TraceSink,
+    row: Any,
+    plan: Callable[[], Iterator[Request]],
+) -> tuple[set[str], dict[str, str]]:
+    """Claim ``keys``; store those another build answered meanwhile. Returns (keys to send, {key: holder})."""
+    held = cache.claim(keys, run_id)
+    mine = keys - held.keys()
+    # A build that finished since this one looked: its responses are in the cache now.
+    found = {} if cfg.refresh else {k: r for k, r in cache.get_many(mine).items() if _usable(r, cfg)}
+    if found:
+        for request in plan():
+            if request.key in found:
+                sink.add(row(request, found[request.key]))
+        tally.shared += len(found)
+    return mine - found.keys(), held
+
+
+def _wait_for_others(cache: RequestCache, held: dict[str, str], run_id: str, poll_s: float = 0.5) -> set[str]:
+    """Wait while other builds send the keys they hold; returns the keys to claim again.
+
+    A key comes back once its holder has ended (finished, failed or was killed): the next claim
+    then finds its response in the cache, or takes the key over and sends it.
+    """
+    pending = set(held)
+    with ui.progress("waiting for requests another build is sending", total=len(pending)) as bar:
+        while len(still := cache.holders(pending, run_id)) == len(pending):
+            bar.update(0, status=f"held by {', '.join(sorted(set(still.values())))}")
+            time.sleep(poll_s)
+    return pending
 
 
 def _sendable(requests: Iterator[Request], missing: set[str], inflight: dict[str, Request]) -> Iterator[Request]:

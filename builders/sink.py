@@ -18,10 +18,12 @@ from types import TracebackType
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from tracebank import catalog as catalog_mod
 from tracebank import records
+from tracebank.builders.cache import alive
 
 PREFIX = "tracebank-staged"
 _STAGED = re.compile(rf"^{PREFIX}-(\d+)-.+\.parquet$")
@@ -72,6 +74,38 @@ class TraceSink:
             self._writer = None
         return self.files
 
+    def drop_stored(self, writer: catalog_mod.Writer, dataset: str) -> int:
+        """Remove staged rows whose trace_id the catalog already holds (as ``writer`` sees it); returns how many.
+
+        Called under the writer lock: a build that overlapped another planned its traces before
+        the other committed, and must not add them twice.
+        """
+        files = [str(path) for path in self.close()]
+        if not files:
+            return 0
+        stored = writer.arrow(
+            "SELECT trace_id FROM traces WHERE dataset = ? AND trace_id IN (SELECT trace_id FROM read_parquet(?))",
+            [dataset, files],
+        ).column(0)
+        if not len(stored):
+            return 0
+        dropped = 0
+        for path in list(self.files):
+            partial, kept = path.with_name(path.name + ".partial"), 0
+            with pq.ParquetFile(path) as source, pq.ParquetWriter(partial, records.TRACES, compression="zstd") as out:
+                for batch in source.iter_batches():
+                    rows = pa.Table.from_batches([batch]).filter(pc.invert(pc.is_in(batch.column("trace_id"), stored)))
+                    out.write_table(rows)
+                    kept, dropped = kept + rows.num_rows, dropped + batch.num_rows - rows.num_rows
+            if kept:
+                os.replace(partial, path)
+            else:  # nothing left to register
+                partial.unlink()
+                path.unlink()
+                self.files.remove(path)
+        self.rows -= dropped
+        return dropped
+
     def register(self, writer: catalog_mod.Writer) -> None:
         """Add the staged files to the traces table inside ``writer``'s transaction."""
         for path in self.close():
@@ -94,20 +128,8 @@ def sweep(location: catalog_mod.CatalogLocation, registered: set[str]) -> int:
     removed = 0
     for path in directory.glob(f"{PREFIX}-*.parquet"):
         match = _STAGED.match(path.name)
-        if match is None or _alive(int(match.group(1))) or str(path) in registered or path.name in registered:
+        if match is None or alive(int(match.group(1))) or str(path) in registered or path.name in registered:
             continue
         path.unlink(missing_ok=True)
         removed += 1
     return removed
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -143,3 +143,65 @@ def test_writer_killed_mid_transaction_leaves_the_catalog_whole(location, scored
         assert (cat.snapshot_id(), cat.scalar("SELECT count(*) FROM decisions")) == before
     second = _curate(location, scored, POLICIES[1])  # the lock died with the killed writer
     assert second.created and second.version == 2
+
+
+OVERLAPPING_BUILD = """
+    import orjson
+    from tests.builders.conftest import openai_config
+    from tracebank import catalog
+    from tracebank.builders.runner import build
+    config = openai_config("q", {base_url!r}, options={{"concurrency": 16}})
+    result = build(catalog.locate({home!r}), config)
+    print(orjson.dumps({{"sent": result.sent, "shared": result.shared, "new": result.traces_new}}).decode())
+"""
+
+
+def test_overlapping_builds_store_each_trace_once_and_pay_each_request_once(location, tmp_path):
+    """Two builds of one dataset started moments apart (the defect: both committed every trace and
+    the teacher answered hundreds of requests twice)."""
+    from tests.builders.conftest import import_questions, start_stub
+
+    n = 200
+    import_questions(location, tmp_path / "q.jsonl", [f"question {i}?" for i in range(n)])
+    with start_stub(latency_s=0.4) as stub:
+        code = OVERLAPPING_BUILD.format(base_url=stub.base_url, home=str(location.home))
+        first = _spawn(code)
+        time.sleep(1.5)  # the second plans while the first is sending (about 5 s)
+        second = _spawn(code)
+        reports = []
+        for process in (first, second):
+            out, err = process.communicate(timeout=300)
+            assert process.returncode == 0, err
+            reports.append(orjson.loads(out.strip().splitlines()[-1]))
+        stats = stub.stats()
+    with catalog.Catalog(location) as cat:
+        rows, distinct = cat.con.execute("SELECT count(*), count(DISTINCT trace_id) FROM traces").fetchone()
+    assert rows == distinct == n
+    assert stats["answered_twice"] == 0 and stats["answered_bodies"] == n, (stats, reports)
+    assert sum(r["sent"] for r in reports) == n, reports  # nobody paid for a request twice
+    assert sum(r["new"] for r in reports) == n, reports
+
+
+CONCURRENT_IMPORT = """
+    from tracebank import catalog
+    from tracebank.importer import ColumnMap, ImportConfig, import_data
+    cfg = ImportConfig({path!r}, "toy", ColumnMap.parse("prompt=question,reference=answer,response=response"))
+    import_data(catalog.locate({home!r}), cfg)
+"""
+
+
+def test_concurrent_imports_store_each_prompt_and_trace_once(location, tmp_path):
+    from tests.conftest import write_jsonl
+
+    rows = [{"question": f"q {i}?", "answer": f"#### {i}", "response": f"so {i}\n#### {i}"} for i in range(500)]
+    path = write_jsonl(tmp_path / "rows.jsonl", rows)
+    code = CONCURRENT_IMPORT.format(path=str(path), home=str(location.home))
+    catalog.init(location)
+    processes = [_spawn(code) for _ in range(2)]
+    for process in processes:
+        _, err = process.communicate(timeout=300)
+        assert process.returncode == 0, err
+    with catalog.Catalog(location) as cat:
+        prompts = cat.con.execute("SELECT count(*), count(DISTINCT prompt_id) FROM prompts").fetchone()
+        traces = cat.con.execute("SELECT count(*), count(DISTINCT trace_id) FROM traces").fetchone()
+    assert prompts == (500, 500) and traces == (500, 500)

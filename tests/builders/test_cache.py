@@ -1,4 +1,6 @@
 import sqlite3
+import subprocess
+import sys
 
 import pytest
 
@@ -32,3 +34,19 @@ def test_put_many_is_one_transaction(tmp_path):
         with pytest.raises(sqlite3.Error):
             cache.put_many([Response("d", "4", "stop"), bad])
         assert sorted(cache.get_many(["a", "b", "c", "d"])) == ["a", "b"]
+
+
+def test_claims_are_exclusive_until_released_or_their_process_dies(tmp_path):
+    path = tmp_path / "c.sqlite"
+    with RequestCache(path) as mine, RequestCache(path) as theirs:
+        assert theirs.claim(["a", "b"], "build-1") == {}
+        assert mine.claim(["b", "c"], "build-2") == {"b": "build-1"}  # b stays theirs; c is mine now
+        assert mine.holders(["a", "b", "c"], "build-2") == {"a": "build-1", "b": "build-1"}
+        assert theirs.holders(["c"], "build-1") == {"c": "build-2"}
+        theirs.release("build-1")
+        assert mine.claim(["a", "b"], "build-2") == {}
+        # A build killed with claims held: its process is gone, so its claims are anybody's.
+        dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+        mine.db.execute("UPDATE claims SET owner = 'build-3', pid = ? WHERE key = 'c'", [int(dead.stdout)])
+        assert theirs.claim(["c"], "build-4") == {}
+        assert mine.holders(["c"], "build-2") == {"c": "build-4"}

@@ -67,3 +67,21 @@ def test_staged_files_register_in_a_sqlite_catalog_too(tmp_path, math_file):
     result = build(location, BuildConfig("toy", samples=2), FakeTeacher())
     with catalog.Catalog(location) as cat:
         assert location.backend == "sqlite" and cat.scalar("SELECT count(*) FROM traces") == result.traces_new == 12
+
+
+def test_rows_another_build_committed_first_are_dropped_under_the_lock(location, math_dataset):
+    build(location, BuildConfig(math_dataset, samples=2), FakeTeacher())
+    with catalog.Catalog(location) as cat:
+        stored = cat.arrow("SELECT * FROM traces ORDER BY trace_id").to_pylist()
+    with TraceSink(location, "late-run", rows_per_group=3) as sink:
+        for row in stored[:5]:  # planned before the other build committed: already there now
+            sink.add(row)
+        sink.add({**stored[5], "trace_id": "new-trace"})
+        with catalog.writing(location, "late build") as writer:
+            assert sink.drop_stored(writer, math_dataset) == 5
+            sink.register(writer)
+        sink.committed = True
+    assert sink.rows == 1 and [f.name for f in sink.files] == [f"{PREFIX}-{os.getpid()}-late-run.parquet"]
+    with catalog.Catalog(location) as cat:
+        ids = cat.arrow("SELECT trace_id FROM traces").column(0).to_pylist()
+    assert len(ids) == len(set(ids)) == len(stored) + 1 and "new-trace" in ids
