@@ -36,6 +36,7 @@ import pyarrow as pa
 from tracebank.config import check_keys, field_names, load_yaml
 from tracebank.errors import TracebankError
 from tracebank.filters.select import Select, from_value, select_ranks
+from tracebank.filters.sql_guard import check_expression
 from tracebank.hashing import unit_interval, unit_interval_sql
 
 NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
@@ -57,6 +58,11 @@ class Rule:
             raise TracebankError(f"rule {self.name!r}: 'when' must be a SQL predicate")
         if self.action not in ACTIONS:
             raise TracebankError(f"rule {self.name!r}: action must be keep or drop, got {self.action!r}")
+        if self.reason is not None and (not isinstance(self.reason, str) or not self.reason.strip()):
+            raise TracebankError(f"rule {self.name!r}: 'reason' must be a SQL expression")
+        check_expression(self.when, f"rule {self.name!r} when")
+        if self.reason is not None:
+            check_expression(self.reason, f"rule {self.name!r} reason")
 
 
 @dataclass(frozen=True)
@@ -93,6 +99,9 @@ class Policy:
             raise TracebankError(
                 f"policy {self.name!r}: split ratios must sum to 1, got {sum(r for _, r in self.splits)}"
             )
+        if not isinstance(self.order_by, str) or not self.order_by.strip():
+            raise TracebankError(f"policy {self.name!r}: order_by must be a SQL expression")
+        check_expression(self.order_by, f"policy {self.name!r} order_by")
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "policy") -> Policy:

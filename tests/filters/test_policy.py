@@ -1,7 +1,8 @@
 import pytest
 
+from tests.conftest import tree_fingerprint
 from tests.fakes import FakeTeacher
-from tracebank import catalog
+from tracebank import catalog, releases
 from tracebank.builders.runner import BuildConfig, build
 from tracebank.errors import TracebankError
 from tracebank.filters.policy import Policy, decide
@@ -132,3 +133,35 @@ def test_sql_and_python_assign_the_same_split(location, scored):
     assert all(d["split"] == policy.split_of(d["prompt_id"], None) for d in decisions)
     spread = [policy.split_of(str(i), None) for i in range(3000)]
     assert 0.55 < spread.count("train") / 3000 < 0.65 and 0.1 < spread.count("test") / 3000 < 0.2
+
+
+HOSTILE = [
+    ("1); DROP TABLE traces; SELECT (1", "not one SQL expression"),
+    ("true; COPY traces TO '/tmp/stolen.csv'", "not one SQL expression"),
+    ("true; ATTACH '/tmp/other.db' AS other", "not one SQL expression"),
+    ("(SELECT count(*) FROM read_text('/etc/passwd')) > 0", "table functions"),
+    ("(SELECT count(*) FROM '/etc/passwd') > 0", "only the catalog's tables"),
+    ("(SELECT count(*) FROM glob('/*')) > 0", "table functions"),
+    ("getenv('OPENAI_API_KEY') IS NOT NULL", r"getenv\(\) reaches outside"),
+    ("current_setting('home_directory') = ''", r"current_setting\(\) reaches outside"),
+    ("(SELECT count(*) FROM ducklake_snapshots('lake')) > 0", "table functions"),
+]
+
+
+@pytest.mark.parametrize(("when", "message"), HOSTILE)
+def test_policy_sql_may_read_but_never_write_or_reach_out(location, scored, tmp_path, when, message):
+    before = tree_fingerprint(location.home)
+    for rule in ({"name": "evil", "when": when, "action": "drop"}, {"name": "evil", "when": "true",
+                 "action": "drop", "reason": when}):  # fmt: skip
+        with pytest.raises(TracebankError, match=message):
+            Policy.from_dict({**CORRECT_ONLY, "rules": [rule]})
+    with pytest.raises(TracebankError, match=message):
+        Policy.from_dict({**CORRECT_ONLY, "order_by": when})
+    assert tree_fingerprint(location.home) == before and not (tmp_path / "stolen.csv").exists()
+
+
+def test_subqueries_over_catalog_tables_stay_allowed(location, scored):
+    rule = {"name": "scored_twice", "action": "drop",
+            "when": "(SELECT count(*) FROM scores s WHERE s.trace_id = trace_id AND s.filter = 'correctness') > 5"}  # fmt: skip
+    result = releases.curate(location, scored, Policy.from_dict({**CORRECT_ONLY, "rules": [rule]}), "p", "m")
+    assert result.created
