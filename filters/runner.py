@@ -28,7 +28,10 @@ from tracebank.filters.consistency import SelfConsistency
 from tracebank.filters.correctness import Correctness
 from tracebank.filters.decontam import Decontamination
 from tracebank.filters.duplicates import ExactDuplicate
+from tracebank.filters.insecure_code import InsecureCode
 from tracebank.filters.near_dup import NearDuplicate
+from tracebank.filters.pii import PII
+from tracebank.filters.safety import FILTER_GROUPS, expand_groups
 from tracebank.filters.semantic import SemanticDuplicate
 
 FILTERS: dict[str, type] = {
@@ -36,7 +39,9 @@ FILTERS: dict[str, type] = {
     "correctness": Correctness,
     "decontam": Decontamination,
     "exact_dup": ExactDuplicate,
+    "insecure_code": InsecureCode,
     "near_dup": NearDuplicate,
+    "pii": PII,
     "self_consistency": SelfConsistency,
     "semantic_dup": SemanticDuplicate,
 }
@@ -69,9 +74,11 @@ class ScoreConfig:
     def __post_init__(self) -> None:
         if not self.filters:
             raise TracebankError("name at least one filter")
+        object.__setattr__(self, "filters", expand_groups(self.filters))  # "safety" -> its scorers
         unknown = [f for f in self.filters if f not in FILTERS]
         if unknown:
-            raise TracebankError(f"unknown filter {unknown[0]!r}; choose from {', '.join(FILTERS)}")
+            choices = ", ".join([*FILTERS, *FILTER_GROUPS])
+            raise TracebankError(f"unknown filter {unknown[0]!r}; choose from {choices}")
         if not isinstance(self.options, dict) or not all(isinstance(v, dict) for v in self.options.values()):
             raise TracebankError(
                 "filter options must map a filter name to its settings, e.g. {near_dup: {threshold: 0.8}}"

@@ -149,7 +149,10 @@ def parse_filter_options(items: list[str]) -> dict[str, dict[str, Any]]:
 def score_cmd(
     dataset: Annotated[str, typer.Argument()],
     filters: Annotated[
-        list[str] | None, typer.Option("--filter", help="Filter to run (repeatable); default: correctness, exact_dup.")
+        list[str] | None,
+        typer.Option(
+            "--filter", help="Filter to run (repeatable), or a group: safety; default: correctness, exact_dup."
+        ),
     ] = None,
     option: Annotated[
         list[str] | None, typer.Option("--option", help="A filter setting, FILTER.KEY=VALUE (repeatable).")
