@@ -30,7 +30,9 @@ from tracebank.filters.decontam import Decontamination
 from tracebank.filters.duplicates import ExactDuplicate
 from tracebank.filters.insecure_code import InsecureCode
 from tracebank.filters.near_dup import NearDuplicate
+from tracebank.filters.perplexity import Perplexity
 from tracebank.filters.pii import PII
+from tracebank.filters.propagation import Propagation
 from tracebank.filters.safety import FILTER_GROUPS, expand_groups
 from tracebank.filters.semantic import SemanticDuplicate
 
@@ -41,7 +43,9 @@ FILTERS: dict[str, type] = {
     "exact_dup": ExactDuplicate,
     "insecure_code": InsecureCode,
     "near_dup": NearDuplicate,
+    "perplexity": Perplexity,
     "pii": PII,
+    "propagation": Propagation,
     "self_consistency": SelfConsistency,
     "semantic_dup": SemanticDuplicate,
 }
