@@ -12,8 +12,9 @@ Every safety scorer returns the same core columns, so a policy, the data card an
   it cannot judge (no rationale: reason ``no_text``; ``insecure_code`` on a code task whose
   rationale holds nothing that parses as Python: reason ``no_code``).
 - ``evidence``: what was found, for people to read (a domain, a rule id and line, a phrase), at
-  most ``EVIDENCE_CHARS`` characters; never a secret or a personal detail itself (``pii`` gives
-  the kind and the span only).
+  most ``EVIDENCE_CHARS`` characters; never a secret or a personal detail itself: ``pii`` gives
+  the kind and the span only, and any value quoted evidence holds is replaced by its kind
+  (``[email]``, ``[aws_access_key]``).
 - ``span_start``/``span_end``: character offsets in the rationale of the first flagged span.
 - ``passed`` = ``flagged == 0``; ``reason``: ``ok``, ``no_text`` (or another why-not), or
   ``<what>: <evidence>``.
@@ -78,9 +79,12 @@ def safety_result(
     metrics: dict[str, pa.Array | Sequence] | None = None,
 ) -> pa.Table:
     """The scorer's result table: the core columns above, then ``metrics``; reasons say ``kind: evidence``."""
+    from tracebank.filters.pii import redact  # here: pii itself builds its rows with this function
+
     n = len(trace_ids)
     if not (len(flagged) == len(evidence) == len(spans) == n):
         raise ValueError(f"{kind}: {n} traces but {len(flagged)} flags, {len(evidence)} evidence, {len(spans)} spans")
+    evidence = [clip(redact(e)) if e else None for e in evidence]  # a quoted sentence may hold an email or a key
     reasons = [
         "no_text" if flag is None else "ok" if not flag else f"{kind}: {clip(found or '')}"
         for flag, found in zip(flagged, evidence, strict=True)
@@ -88,7 +92,7 @@ def safety_result(
     columns: dict[str, pa.Array] = {
         "trace_id": pa.array(list(trace_ids), pa.string()),
         "flagged": pa.array(list(flagged), pa.int8()),
-        "evidence": pa.array([clip(e) if e else None for e in evidence], pa.string()),
+        "evidence": pa.array(evidence, pa.string()),
         "span_start": pa.array([s[0] if s else None for s in spans], pa.int64()),
         "span_end": pa.array([s[1] if s else None for s in spans], pa.int64()),
     }
