@@ -27,11 +27,15 @@ from tracebank.filters.chunking import CHUNK_COLUMNS, Chunking
 from tracebank.filters.consistency import SelfConsistency
 from tracebank.filters.correctness import Correctness
 from tracebank.filters.decontam import Decontamination
+from tracebank.filters.drift import Drift
 from tracebank.filters.duplicates import ExactDuplicate
 from tracebank.filters.insecure_code import InsecureCode
+from tracebank.filters.links import Links
 from tracebank.filters.near_dup import NearDuplicate
 from tracebank.filters.perplexity import Perplexity
+from tracebank.filters.phishing import Phishing
 from tracebank.filters.pii import PII
+from tracebank.filters.promotion import Promotion
 from tracebank.filters.propagation import Propagation
 from tracebank.filters.safety import FILTER_GROUPS, expand_groups
 from tracebank.filters.semantic import SemanticDuplicate
@@ -40,11 +44,15 @@ FILTERS: dict[str, type] = {
     "chunking": Chunking,
     "correctness": Correctness,
     "decontam": Decontamination,
+    "drift": Drift,
     "exact_dup": ExactDuplicate,
     "insecure_code": InsecureCode,
+    "links": Links,
     "near_dup": NearDuplicate,
     "perplexity": Perplexity,
+    "phishing": Phishing,
     "pii": PII,
+    "promotion": Promotion,
     "propagation": Propagation,
     "self_consistency": SelfConsistency,
     "semantic_dup": SemanticDuplicate,
