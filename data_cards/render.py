@@ -116,9 +116,13 @@ def diversity_tables(metrics: list[dict[str, Any]]) -> dict[str, Any]:
                              value.get((scope, "contaminated_prompts", benchmark)) or 0) for scope in scopes})
         for benchmark, _ in keyed("contaminated_traces")
     ]  # fmt: skip
+    safety = keyed("safety_flagged")
+    safety.sort(key=lambda item: item[0] == "any")  # the total last
     return {
         "scopes": scopes,
         "summary": summary,
+        "safety": safety,
+        "kept_flagged": int(dict(safety).get("any", {}).get("all") or 0),
         "strategies": keyed("strategy_traces"),
         "clusters": [(key, counts.get("input")) for key, counts in keyed("dup_cluster_size")],
         "contamination": contamination,

@@ -67,6 +67,18 @@ VIEWS = {
         GROUP BY s.trace_id, s.dataset, t.prompt_id, p.split_hint
         HAVING max(s.value) FILTER (WHERE s.metric = 'contaminated') = 1
     """,
+    # One row per (trace, safety filter) that flagged it (filters.safety: metric 'flagged' = 1).
+    "safety_flags": """
+        SELECT s.trace_id, s.dataset, t.prompt_id, s.filter, max(s.reason) AS reason,
+               max(s.detail) FILTER (WHERE s.metric = 'evidence') AS evidence,
+               CAST(max(s.value) FILTER (WHERE s.metric = 'span_start') AS BIGINT) AS span_start,
+               CAST(max(s.value) FILTER (WHERE s.metric = 'span_end') AS BIGINT) AS span_end,
+               max(s.filter_version) AS filter_version, max(s.run_id) AS run_id
+        FROM lake.scores s
+        JOIN lake.traces t ON t.trace_id = s.trace_id AND t.dataset = s.dataset
+        GROUP BY s.trace_id, s.dataset, t.prompt_id, s.filter
+        HAVING max(s.value) FILTER (WHERE s.metric = 'flagged') = 1
+    """,
 }
 
 

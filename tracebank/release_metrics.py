@@ -15,6 +15,8 @@ a split of the release, ``all`` (every kept trace) or ``input`` (every trace the
 - ``dup_cluster_size``: near-duplicate clusters by size (``key`` 1, 2, 3-4, 5-8, 9+), input only.
 - ``strategy_traces``: traces per sampling strategy (``key``): which plan variants survived.
 - ``contaminated_traces``/``contaminated_prompts``: per benchmark (``key``), from ``decontam``.
+- ``safety_flagged``: traces a safety filter flagged (``key`` the filter; ``any``: by at least one), for
+  every filter that scored the dataset's traces with a ``flagged`` metric (``filters.safety``).
 """
 
 from __future__ import annotations
@@ -86,6 +88,17 @@ SELECT s.scope, 'contaminated_prompts', f.benchmark, count(DISTINCT s.prompt_id)
 FROM _scoped s JOIN flagged f USING (trace_id) GROUP BY ALL
 """
 
+SAFETY_SQL = """
+WITH scored AS (
+    SELECT trace_id, filter, value FROM scores WHERE dataset = $dataset AND metric = 'flagged'
+)
+SELECT s.scope, 'safety_flagged', f.filter, count(*) FILTER (WHERE f.value = 1)
+FROM _scoped s JOIN scored f USING (trace_id) GROUP BY ALL
+UNION ALL
+SELECT s.scope, 'safety_flagged', 'any', count(DISTINCT s.trace_id) FILTER (WHERE f.value = 1)
+FROM _scoped s JOIN scored f USING (trace_id) GROUP BY ALL
+"""
+
 
 def _distinct(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str, str | None, float]]:
     """distinct-1/2/3 per scope on its hash sample (word n-grams as ``filters.text`` makes them)."""
@@ -126,7 +139,7 @@ def compute(con: duckdb.DuckDBPyConnection, dataset: str, version: int) -> pa.Ta
     rows = _distinct(con)
     for sql in (ENTROPY_SQL, STRATEGY_SQL):
         rows += con.execute(sql).fetchall()
-    for sql in (CLUSTERS_SQL, CONTAMINATION_SQL):
+    for sql in (CLUSTERS_SQL, CONTAMINATION_SQL, SAFETY_SQL):
         rows += con.execute(sql, {"dataset": dataset}).fetchall()
     rows += _pairwise(con, dataset)
     con.execute("DROP TABLE _scoped")
