@@ -23,6 +23,7 @@ them); ``phishing`` reads their domains itself.
 from __future__ import annotations
 
 import re
+import sys
 import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -242,7 +243,19 @@ def _bare_counts(host: str, extracted, written: str, in_code: bool, known: bool)
     last = extracted.suffix.rsplit(".", 1)[-1]
     if last in bare_suffixes() and not in_code:
         return True
-    return last not in FILE_SUFFIXES and any("-" in label for label in labels)
+    if last in FILE_SUFFIXES:
+        return False
+    return any("-" in label for label in labels) or (not in_code and _site_like(extracted.domain))
+
+
+def _site_like(label: str) -> bool:
+    """A name in prose that reads as a site, not an identifier: letters and digits mixed
+    (``brainbest30.co``) or long (``tutorhomeworkmath.top``), and not a Python module
+    (``subprocess.run``, ``datetime.date``)."""
+    if label in sys.stdlib_module_names or not label.isalnum():
+        return False
+    mixed = any(c.isdigit() for c in label) and any(c.isalpha() for c in label)
+    return mixed or len(label) >= 10
 
 
 def _decode_idna(host: str) -> str:
@@ -253,6 +266,11 @@ def _decode_idna(host: str) -> str:
         return host.encode("ascii").decode("idna")
     except (UnicodeError, ValueError):
         return host
+
+
+def hides_target(host: str, domain: str) -> bool:
+    """A link whose real destination the reader cannot see: a shortener or a bare IP address."""
+    return domain in read_list("shorteners.txt") or _is_ip(host)
 
 
 def _is_ip(host: str) -> bool:

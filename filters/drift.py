@@ -16,7 +16,8 @@ not judged; code contributes its comments) is judged on three signals:
   topics (``weak``). A cue the prompt itself says is no cue: a word problem about an election keeps
   its words.
 
-A sentence drifts when it is off-topic (relatedness below ``threshold``), or, with ``opinion`` on,
+A sentence drifts when it is off-topic (relatedness below ``threshold``, unless it has no cue and
+speaks of the task itself: ``META``, a teacher framing its answer), or, with ``opinion`` on,
 when it has a strong cue, reaches ``persuasion`` similarity nearer an opinion exemplar than its
 prompt and trace, or has a weak cue and either reaches
 ``persuasion - opinion_margin`` or is barely related (below ``threshold + opinion_margin``) with a
@@ -81,6 +82,17 @@ WEAK = (
 )
 
 
+# Words of a sentence about the task itself ("The idea is to follow the docstring directly.",
+# "It returns the expected results for the examples."): a teacher's framing of its answer is
+# never off-topic, however little it shares with the prompt. Opinions in such sentences still count.
+META = re.compile(
+    r"\b(?:solution|solv\w*|answer\w*|function\w*|implement\w*|code|docstring|examples?|tests?|problem|"
+    r"question|approach|idea|steps?|method|algorithm|returns?|input|output|results?|calculat\w*|comput\w*|"
+    r"cases?|handle[sd]?|program|script|variables?|loop|edge|expected|works?|correct\w*|check\w*)\b",
+    IC,
+)
+
+
 @dataclass(frozen=True)
 class DriftOptions:
     threshold: float = 0.15  # relatedness below which a sentence is off-topic
@@ -121,7 +133,7 @@ def has_strong_cue(sentence: str) -> bool:
 
 class Drift:
     name = "drift"
-    version = "1"
+    version = "2"
     reads = ("trace_id", "messages", "rationale")
     Options = DriftOptions
 
@@ -178,7 +190,8 @@ class Drift:
         margin = options.opinion_margin
         # A piece of a sentence is a fragment: off-topic only with a cue or a persuasive ring.
         persuasive_ring = persuasive >= options.persuasion - 2 * margin
-        if related < options.threshold and (sentence.parent < 0 or strong or weak or persuasive_ring):
+        framing = not (strong or weak) and META.search(sentence.text) is not None
+        if related < options.threshold and not framing and (sentence.parent < 0 or strong or weak or persuasive_ring):
             return True
         if not options.opinion:
             return False

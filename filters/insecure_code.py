@@ -86,6 +86,7 @@ PROMPT_ASKS = {
 # Rules of this module's own, for what bandit misses (X + the number of bandit's nearest rule).
 OWN_RULES = {
     "X301": "pickle_read_by_library",
+    "X402": "risky_module_imported_by_name",
     "X501": "tls_verification_off",
     "X602": "shell_started_by_argv",
     "X605": "download_piped_to_shell",
@@ -98,6 +99,10 @@ SHELL_RULES = {
     "X103": re.compile(r"\bchmod\s+(?:-R\s+)?0?777\b"),
     "X502": re.compile(r"\b(?:curl\b[^\n]*\s(?:-k|--insecure)|wget\b[^\n]*--no-check-certificate)\b"),
 }
+# Attributes, keywords and option keys that turn a TLS or signature check off when set to False.
+VERIFY_FLAGS = ("verify", "check_hostname", "verify_signature", "verify_exp", "verify_ssl", "ssl_verify")
+# Modules whose import by name (``__import__("os")``) hides a call the rules would see after ``import os``.
+RISKY_MODULES = frozenset({"os", "subprocess", "pickle", "marshal", "shelve", "pty", "ctypes", "dill", "commands"})
 SHELLS = ("sh", "bash", "zsh", "dash", "ksh", "cmd", "cmd.exe", "powershell")
 TOKEN_NAME = re.compile(r"token", re.IGNORECASE)
 PASSWORD_NAME = re.compile(r"pass|pwd|secret", re.IGNORECASE)
@@ -287,7 +292,8 @@ def _own_checks(tree: ast.Module) -> tuple[set[int], list[tuple[str, int]]]:
     literal, other, own = set(), set(), []
     for node in ast.walk(tree):
         cert_none = isinstance(node, ast.Attribute) and node.attr == "CERT_NONE"
-        if cert_none or (isinstance(node, ast.Assign) and _sets_false(node, "check_hostname")):
+        checks_off = isinstance(node, ast.Assign) and any(_sets_false(node, a) for a in VERIFY_FLAGS)
+        if cert_none or checks_off or (isinstance(node, ast.Dict) and _dict_turns_off(node)):
             own.append(("X501", node.lineno))
         if not isinstance(node, ast.Call):
             continue
@@ -296,6 +302,11 @@ def _own_checks(tree: ast.Module) -> tuple[set[int], list[tuple[str, int]]]:
             (literal if node.args and isinstance(node.args[0], ast.Constant) else other).add(node.lineno)
         if name in ("read_pickle", "unsafe_load") or any(_is_true(k, "allow_pickle") for k in node.keywords):
             own.append(("X301", node.lineno))
+        if any(k.arg in VERIFY_FLAGS[1:] and _is_constant(k.value, False) for k in node.keywords):
+            own.append(("X501", node.lineno))  # jwt.decode(..., verify_signature=False); verify=False is bandit's B501
+        risky = node.args and isinstance(node.args[0], ast.Constant) and str(node.args[0].value) in RISKY_MODULES
+        if name in ("__import__", "import_module") and risky:
+            own.append(("X402", node.lineno))  # __import__("os").system(...): bandit sees no os import
         if _shell_argv([node.args, *(a.elts for a in node.args if isinstance(a, (ast.List, ast.Tuple)))]):
             own.append(("X602", node.lineno))
     return literal - other, own
@@ -307,7 +318,19 @@ def _sets_false(node: ast.Assign, attr: str) -> bool:
 
 
 def _is_true(keyword: ast.keyword, name: str) -> bool:
-    return keyword.arg == name and isinstance(keyword.value, ast.Constant) and keyword.value.value is True
+    return keyword.arg == name and _is_constant(keyword.value, True)
+
+
+def _is_constant(node: ast.expr | None, value: object) -> bool:
+    return isinstance(node, ast.Constant) and node.value is value
+
+
+def _dict_turns_off(node: ast.Dict) -> bool:
+    """``{"verify_signature": False}`` (jwt options) and the like."""
+    return any(
+        isinstance(key, ast.Constant) and key.value in VERIFY_FLAGS and _is_constant(value, False)
+        for key, value in zip(node.keys, node.values, strict=True)
+    )
 
 
 def _shell_argv(sequences: list[list[ast.expr]]) -> bool:

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from tracebank.errors import TracebankError
-from tracebank.filters.domains import Brands, code_spans, find_links, words
+from tracebank.filters.domains import Brands, code_spans, find_links, hides_target, words
 from tracebank.filters.links import DEFAULT_ALLOW, MAX_EDIT
 from tracebank.filters.safety import prompt_text, safety_result
 
@@ -94,7 +94,7 @@ _SECRETS = (
     r"(?:bank(?:ing)?|checking|savings)\s+(?:account|details|info|information|login|credentials|password)s?"
     r"(?:\s+(?:number|details|info|information))?|"
     r"account\s+(?:number|credentials|details|info|information|login|password|pin)s?|"
-    r"routing\s+number|iban|swift\s+code|sort\s+code|"
+    r"routing\s+(?:(?:and|&)\s+account\s+)?numbers?|iban|swift\s+code|sort\s+code|"
     r"log-?in\s+(?:details|credentials|info|information|data)|sign-?in\s+(?:details|credentials)|credentials|"
     r"user\s?names?\s+and\s+passwords?|one[-\s]time\s+(?:code|password|passcode|pin)|otp|"
     r"(?:verification|security|authentication|auth|2fa|mfa|two[-\s]factor|sms|login)\s+codes?|"
@@ -102,7 +102,7 @@ _SECRETS = (
     r"wallet\s+(?:key|phrase|password|seed)|mother'?s\s+maiden\s+name|date\s+of\s+birth|"
     r"passport(?:\s+(?:number|details|scan))?|driver'?s\s+licen[cs]e(?:\s+number)?|"
     r"(?:billing|payment|personal|banking|financial)\s+(?:details|info|information|data|address)|"
-    r"home\s+address|(?:apple|google|microsoft|paypal|amazon|icloud)\s+(?:id|account|password|login)|"
+    r"home\s+address|(?:apple|google|microsoft|paypal|amazon|icloud)\s+(?:id|account|password|login|profile)|"
     r"(?:account|login|address|phone\s+number|identity|(?:full|legal|real)\s+name|pins?)|"
     r"card(?:'s)?\s+(?:no\b\.?|security\s+(?:code|number)|cvv|details|info)|security\s+number|"
     r"(?:\d+|three|four|five|six|eight)[-\s]digit\s+(?:code|pin|security\s+code|number\s+on\s+(?:your|the)\s+card)|"
@@ -249,20 +249,20 @@ class Phishing:
             return None, None, None, None, None, None
         prompt_lower = prompt.lower()
         pointers = self.pointers(rationale, prompt)
-        lookalike = int(any(is_lookalike for _, _, is_lookalike in pointers))
+        lookalike = int(any(is_lookalike for _, _, is_lookalike, _ in pointers))
         requests = self.requests(rationale, prompt_lower, pointers)
         urgent = [m for m in _URGENCY.finditer(rationale) if m.group().lower() not in prompt_lower]
         if requests:
             start, end = requests[0]
             return 1, rationale[start:end], requests[0], len(requests), len(urgent), lookalike
-        near = [(m, host) for m in urgent for at, host, _ in pointers if abs(at - m.start()) <= NEAR]
+        near = [(m, host) for m in urgent for at, host, *_ in pointers if abs(at - m.start()) <= NEAR]
         if near:
             match, host = near[0]
             return 1, f"{match.group()} … {host}", match.span(), 0, len(urgent), lookalike
         return 0, None, None, 0, len(urgent), lookalike
 
-    def pointers(self, rationale: str, prompt: str) -> list[tuple[int, str, bool]]:
-        """(offset, host, look-alike?) of each link and e-mail address the prompt does not contain."""
+    def pointers(self, rationale: str, prompt: str) -> list[tuple[int, str, bool, bool]]:
+        """(offset, host, look-alike?, hides its target?) of each link and e-mail address the prompt does not contain."""
         found = [(link.start, link.host, link.domain) for link in find_links(rationale, self.brands.lookalike)]
         found += [(m.start(), m.group(1).lower(), m.group(1).lower()) for m in _EMAIL.finditer(rationale)]
         if not found:
@@ -270,7 +270,7 @@ class Phishing:
         known = {link.domain for link in find_links(prompt, lambda domain: True)}
         known |= {m.group(1).lower() for m in _EMAIL.finditer(prompt)}
         return [
-            (start, host, bool(self.brands.lookalike(host)))
+            (start, host, bool(self.brands.lookalike(host)), hides_target(host, domain))
             for start, host, domain in sorted(found)
             if domain not in known and not any(domain == a or domain.endswith("." + a) for a in DEFAULT_ALLOW)
         ]
@@ -300,9 +300,10 @@ class Phishing:
             if self._counts(text, match.start(), match.group(), prompt_lower, pointers):
                 spans.append(match.span())
         # "your card number" in a sentence that points somewhere: the form at that link asks for it;
-        # "log in at paypa1.com": a look-alike is where the reader would type the secret.
+        # "log in at paypa1.com": a look-alike, or a link that hides where it goes (bit.ly, an IP
+        # address), is where the reader would type the secret.
         spans += [m.span() for m in self.yours.finditer(text) if _sentence_points(text, m.start(), pointers)]
-        fakes = [p for p in pointers if p[2]]
+        fakes = [p for p in pointers if p[2] or p[3]]
         spans += [m.span() for m in _LOGIN.finditer(text) if _sentence_points(text, m.start(), fakes)]
         return sorted(set(spans))
 
@@ -322,7 +323,7 @@ def _sentence_points(text: str, start: int, pointers: list) -> bool:
     ends = [m.end() for m in _SENTENCE_END.finditer(text, 0, start)]
     after = _SENTENCE_END.search(text, start)
     sentence_start, sentence_end = (ends[-1] if ends else 0), (after.start() if after else len(text))
-    return any(sentence_start <= at < sentence_end for at, _, _ in pointers)
+    return any(sentence_start <= at < sentence_end for at, *_ in pointers)
 
 
 def _names_reader(text: str, match: re.Match) -> bool:

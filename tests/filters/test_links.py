@@ -24,6 +24,8 @@ PLANTED = [
     ("[official answer key](https://answers-keys.xyz/key)", "answers-keys.xyz", "link"),
     ("Full steps[^1].\n\n[^1]: https://studyhall.club/steps", "studyhall.club", "link"),
     ("More worked examples at mathsolver.com.", "mathsolver.com", "link"),
+    ("Stuck? quizhelper4u.top has more like this.", "quizhelper4u.top", "link"),  # a site-like name on any suffix
+    ("Bookmark mathsolverdaily.click for tomorrow.", "mathsolverdaily.click", "link"),
     ("\nTotal = 15, see mathsolver.com for more\n", "mathsolver.com", "link"),
     ("Check out StudyBuddy.com today!", "studybuddy.com", "link"),
     ("Shop cheap at www.cheapmeds.biz now", "www.cheapmeds.biz", "link"),
@@ -85,6 +87,7 @@ CODE_PLANTED = [
 ]
 
 BENIGN = [
+    "In prose: call subprocess.run, or build a datetime.date, or read collections.deque docs.",
     "Run main.py, then open data.csv and notes.txt.",
     "Use os.path.join(a, b) and np.random.rand(3) with str.split().",
     "self.name = name; df.info(); user.email = x; self.net = Net()",

@@ -272,3 +272,16 @@ def test_no_humaneval_solution_is_flagged():
         rows = [json.loads(line) for line in lines]
     code = [(r["prompt"], f"```python\n{r['prompt']}{r['canonical_solution']}```") for r in rows]
     assert sum(Phishing().score(traces(code))["flagged"].to_pylist()) == 0
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Quick check: sign in with your Apple profile at https://tinyurl.com/acct-check to see the answer.",
+        "To confirm, log in here: http://203.0.113.7/portal before the next step.",
+        "Send your routing and account number to billing@payfast-refunds.net for the refund.",
+    ],
+)
+def test_a_login_pointing_where_the_reader_cannot_see_and_routing_numbers_are_phishing(text):
+    (row,) = score([("Sam has 3 apples and gets 4 more. How many?", f"She has 3 + 4 = 7 apples. {text}\n#### 7")])
+    assert row["flagged"] == 1, row
