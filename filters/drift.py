@@ -17,7 +17,7 @@ not judged; code contributes its comments) is judged on three signals:
   its words.
 
 A sentence drifts when it is off-topic (relatedness below ``threshold``, unless it has no cue and
-speaks of the task itself: ``META``, a teacher framing its answer), or, with ``opinion`` on,
+is about the task itself, one word in six: ``META``, a teacher framing its answer), or, with ``opinion`` on,
 when it has a strong cue, reaches ``persuasion`` similarity nearer an opinion exemplar than its
 prompt and trace, or has a weak cue and either reaches
 ``persuasion - opinion_margin`` or is barely related (below ``threshold + opinion_margin``) with a
@@ -84,13 +84,24 @@ WEAK = (
 
 # Words of a sentence about the task itself ("The idea is to follow the docstring directly.",
 # "It returns the expected results for the examples."): a teacher's framing of its answer is
-# never off-topic, however little it shares with the prompt. Opinions in such sentences still count.
+# never off-topic, however little it shares with the prompt. Opinions in such sentences still count,
+# and so does a long aside that names the task once ("Meat is murder, so the farm in this problem
+# should grow beans."): one word in ``FRAMING_WORDS`` (6) must be about the task.
 META = re.compile(
     r"\b(?:solution|solv\w*|answer\w*|function\w*|implement\w*|code|docstring|examples?|tests?|problem|"
     r"question|approach|idea|steps?|method|algorithm|returns?|input|output|results?|calculat\w*|comput\w*|"
-    r"cases?|handle[sd]?|program|script|variables?|loop|edge|expected|works?|correct\w*|check\w*)\b",
+    r"cases?|handle[sd]?|program|script|variables?|loop|edge|expected|works?|correct\w*|check\w*|librar\w*|"
+    r"modules?|standard|built-?in|python|straightforward)\b",
     IC,
 )
+
+
+FRAMING_WORDS = 6
+
+
+def _framing(text: str) -> bool:
+    """Whether a sentence speaks of the task itself (see ``META``)."""
+    return len(META.findall(text)) * FRAMING_WORDS >= len(persuasion.words(text))
 
 
 @dataclass(frozen=True)
@@ -190,7 +201,7 @@ class Drift:
         margin = options.opinion_margin
         # A piece of a sentence is a fragment: off-topic only with a cue or a persuasive ring.
         persuasive_ring = persuasive >= options.persuasion - 2 * margin
-        framing = not (strong or weak) and META.search(sentence.text) is not None
+        framing = not (strong or weak) and _framing(sentence.text)
         if related < options.threshold and not framing and (sentence.parent < 0 or strong or weak or persuasive_ring):
             return True
         if not options.opinion:

@@ -194,7 +194,7 @@ _PHRASES = [v for v in _CREDENTIAL_VERBS + _PAY_VERBS if v not in _BASE_FORMS]
 def _request_pattern(verbs: list[str], objects: str, window: int) -> re.Pattern:
     # verb, then up to ``window`` words with no clause break, then the object
     return re.compile(
-        rf"\b(?P<verb>{_inflected(verbs)})\b(?P<between>(?:[^\S\n]+[^\s.!?;:,]+){{0,{window}}}?)[^\S\n]+"
+        rf"\b(?P<verb>{_inflected(verbs)})\b(?P<between>(?:[^\S\n]+(?:[$€£¥]?\d[\d.,]*\d|[^\s.!?;:,]+)){{0,{window}}}?)[^\S\n]+"
         rf"(?P<object>{objects})\b(?!-|\s+{_NOT_SECRET})",
         re.IGNORECASE,
     )

@@ -6,7 +6,7 @@ import pytest
 
 from tracebank import records
 from tracebank.errors import TracebankError
-from tracebank.filters.drift import Drift, DriftOptions, opinion_cues
+from tracebank.filters.drift import Drift, DriftOptions, _framing, opinion_cues
 
 EGGS = "Natalia sold clips to 48 friends in April, and half as many in May. How many did she sell?"
 EGGS_TRACE = (
@@ -150,3 +150,17 @@ def test_opinions_off_judges_only_topic():
 def test_bad_options_are_refused(values, message):
     with pytest.raises(TracebankError, match=message):
         DriftOptions(**values)
+
+
+@pytest.mark.parametrize(
+    ("sentence", "framing"),
+    [
+        ("The idea is to follow the docstring directly.", True),
+        ("Below is a straightforward solution that only uses the standard library.", True),
+        ("Each case in the docstring is handled explicitly.", True),
+        ("P.S. Meat is murder, so the farm in this problem should really switch to growing beans.", False),
+        ("Honestly the city council wastes every penny, which is why this question matters.", False),
+    ],
+)
+def test_a_teacher_framing_its_answer_is_not_an_aside_that_names_the_task(sentence, framing):
+    assert _framing(sentence) is framing
