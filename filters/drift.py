@@ -38,7 +38,6 @@ import pyarrow as pa
 from tracebank.errors import TracebankError
 from tracebank.filters import persuasion
 from tracebank.filters.embeddings import DEFAULT_MODEL, check_model
-from tracebank.filters.safety import prompt_text, safety_result
 
 EXEMPLARS = "drift_exemplars.txt"
 IC = re.IGNORECASE
@@ -150,32 +149,12 @@ class Drift:
 
     def __init__(self, options: DriftOptions | None = None):
         self.options = options or DriftOptions()
-        self.exemplars = persuasion.packaged_lines(EXEMPLARS)
-        if self.options.exemplars is not None:
-            self.exemplars += persuasion.read_lines(self.options.exemplars, "drift exemplars")
+        self.exemplars = persuasion.exemplars(EXEMPLARS, self.options.exemplars, "drift exemplars")
 
     def score(self, table: pa.Table) -> pa.Table:
-        rows = table.select(list(self.reads)).to_pylist()
-        minimum = self.options.min_words
-        found = [persuasion.prose(row["rationale"] or "", minimum, has_strong_cue) for row in rows]
-        prompts = [persuasion.prompt_sentences(prompt_text(row["messages"]), minimum) for row in rows]
-        batch = persuasion.Batch(found, prompts, self.exemplars, self.options.model, "drift")
-        flagged, evidence, spans, lowest, counts = [], [], [], [], []
-        for i, row in enumerate(rows):
-            if row["rationale"] is None:
-                for column in (flagged, evidence, spans, lowest, counts):
-                    column.append(None)
-                continue
-            hit, low, total = self._judge(i, batch, prompt_text(row["messages"]).lower())
-            flagged.append(int(hit is not None))
-            evidence.append(hit.text if hit else None)
-            spans.append((hit.start, hit.end) if hit else None)
-            lowest.append(None if low is None else round(low, 4))
-            counts.append(total)
-        metrics = {"min_similarity": pa.array(lowest, pa.float64()), "opinion_cues": pa.array(counts, pa.int64())}
-        return safety_result(table.column("trace_id").to_pylist(), self.name, flagged, evidence, spans, metrics)
+        return persuasion.score(self, table, has_strong_cue, ("min_similarity", "opinion_cues"))
 
-    def _judge(
+    def judge(
         self, i: int, batch: persuasion.Batch, prompt_lower: str
     ) -> tuple[persuasion.Sentence | None, float | None, int]:
         """(first drifting sentence or None, lowest relatedness or None, opinion cues) of trace ``i``."""

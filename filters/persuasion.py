@@ -18,13 +18,14 @@ from collections.abc import Callable, Iterable
 from importlib import resources
 from itertools import pairwise
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
+import pyarrow as pa
 
 from tracebank.errors import TracebankError
 from tracebank.filters.embeddings import get_embedder
-from tracebank.filters.safety import sentence_spans
+from tracebank.filters.safety import prompt_text, safety_result, sentence_spans
 from tracebank.filters.segment import NAME as NAME_BOUNDARY
 from tracebank.filters.segment import units
 
@@ -255,3 +256,44 @@ class Batch:
         vectors = self.vectors([s.text for s in self.found[i]])
         prompt = self.vectors(self.prompts[i]) if self.prompts[i] else np.zeros((0, vectors.shape[1]))
         return relatedness(self.found[i], vectors, prompt)
+
+
+class SentenceJudge(Protocol):
+    """What ``promotion`` and ``drift`` share: options with ``min_words`` and ``model``, exemplars, and a
+    ``judge`` of trace ``i``: (first hit or None, its metric or None, cues counted)."""
+
+    name: str
+    reads: tuple[str, ...]
+    options: Any
+    exemplars: list[str]
+
+    def judge(self, i: int, batch: Batch, prompt_lower: str) -> tuple[Sentence | None, float | None, int]: ...
+
+
+def exemplars(packaged: str, extra: str | Path | None, what: str) -> list[str]:
+    """The shipped exemplar lines of ``packaged``, plus the lines of the user's file ``extra``."""
+    lines = packaged_lines(packaged)
+    return lines + read_lines(extra, what) if extra is not None else lines
+
+
+def score(judge: SentenceJudge, table: pa.Table, keep: Callable[[str], bool], metrics: tuple[str, str]) -> pa.Table:
+    """The safety rows of ``judge`` over ``table``: its prose sentences (``keep`` also judges a short
+    sentence with a strong cue) embedded in one batch, each trace judged, ``metrics`` named
+    (the judge's value, the cues it counted)."""
+    rows = table.select(list(judge.reads)).to_pylist()
+    minimum = judge.options.min_words
+    found = [prose(row["rationale"] or "", minimum, keep) for row in rows]
+    prompts = [prompt_sentences(prompt_text(row["messages"]), minimum) for row in rows]
+    batch = Batch(found, prompts, judge.exemplars, judge.options.model, judge.name)
+    flagged, evidence, spans, values, counts = [], [], [], [], []
+    for i, row in enumerate(rows):
+        hit, value, total = (None, None, None)
+        if row["rationale"] is not None:
+            hit, value, total = judge.judge(i, batch, prompt_text(row["messages"]).lower())
+        flagged.append(None if row["rationale"] is None else int(hit is not None))
+        evidence.append(hit.text if hit else None)
+        spans.append((hit.start, hit.end) if hit else None)
+        values.append(None if value is None else round(value, 4))
+        counts.append(total)
+    columns = {metrics[0]: pa.array(values, pa.float64()), metrics[1]: pa.array(counts, pa.int64())}
+    return safety_result(table.column("trace_id").to_pylist(), judge.name, flagged, evidence, spans, columns)
