@@ -5,10 +5,9 @@ import json
 import socket
 from pathlib import Path
 
-import pyarrow as pa
 import pytest
 
-from tracebank import records
+from tests.filters.safety_rows import traces
 from tracebank.errors import TracebankError
 from tracebank.filters import domains
 from tracebank.filters.domains import Brands, deobfuscate, edit_distance, find_links, skeleton
@@ -129,18 +128,6 @@ BENIGN = [
     "Vue.js, Three.js, Socket.IO and Deno.land are tools.",
     "Her email is jane.doe@gmail.com and his is j@x.org.",
 ]
-
-
-def traces(rows: list[tuple[str, str | None]]) -> pa.Table:
-    """Traces ``t0``, ``t1``, ... of (prompt, rationale)."""
-    return pa.table(
-        {
-            "trace_id": [f"t{i}" for i in range(len(rows))],
-            "messages": [[{"role": "user", "content": q}] for q, _ in rows],
-            "rationale": [r for _, r in rows],
-        },
-        schema=pa.schema([("trace_id", pa.string()), ("messages", records.MESSAGES), ("rationale", pa.string())]),
-    )
 
 
 def score(rationales: list[str | None], prompt: str = "How many apples?", **options) -> list[dict]:

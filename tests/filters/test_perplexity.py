@@ -3,27 +3,15 @@
 import math
 
 import numpy as np
-import pyarrow as pa
 import pytest
 
-from tracebank import records
+from tests.filters.safety_rows import traces
 from tracebank.errors import TracebankError
 from tracebank.filters.perplexity import Perplexity, PerplexityOptions, encode, load_reference, robust_z
 
 QUESTION = "Natalia sold 48 clips in April and half as many in May. How many clips did she sell in all?"
 RATIONALE = "In May she sold 48 / 2 = 24 clips.\nIn all she sold 48 + 24 = 72 clips.\n#### 72"
 NOISE = "zq vrk 48 plonk ### ultra bazooka fjord clip-clap 24 ?? miaow 72 trellis quantum"
-
-
-def traces(rows: list[tuple[str, str | None]]) -> pa.Table:
-    return pa.table(
-        {
-            "trace_id": [f"t{i}" for i in range(len(rows))],
-            "messages": [[{"role": "user", "content": q}] for q, _ in rows],
-            "rationale": [r for _, r in rows],
-        },
-        schema=pa.schema([("trace_id", pa.string()), ("messages", records.MESSAGES), ("rationale", pa.string())]),
-    )
 
 
 def test_robust_z_is_median_and_scaled_mad():

@@ -5,10 +5,9 @@ import gzip
 import json
 from pathlib import Path
 
-import pyarrow as pa
 import pytest
 
-from tracebank import records
+from tests.filters.safety_rows import traces
 from tracebank.errors import TracebankError
 from tracebank.filters.phishing import Phishing, PhishingOptions
 
@@ -134,17 +133,6 @@ BENIGN = [
     ("", "What is your account balance after 3 deposits of $20? 3 * 20 = 60."),
     ("", "```python\nuser = input('Username: ')\npin = getpass('Enter your PIN: ')\n```"),
 ]
-
-
-def traces(rows: list[tuple[str, str | None]]) -> pa.Table:
-    return pa.table(
-        {
-            "trace_id": [f"t{i}" for i in range(len(rows))],
-            "messages": [[{"role": "user", "content": q}] for q, _ in rows],
-            "rationale": [r for _, r in rows],
-        },
-        schema=pa.schema([("trace_id", pa.string()), ("messages", records.MESSAGES), ("rationale", pa.string())]),
-    )
 
 
 def score(rows: list[tuple[str, str | None]], **options) -> list[dict]:

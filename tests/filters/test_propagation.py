@@ -1,9 +1,8 @@
 """Propagation: a phrase recurring across unrelated prompts is flagged; echoes, style and look-alikes pass."""
 
-import pyarrow as pa
 import pytest
 
-from tracebank import records
+from tests.filters.safety_rows import traces
 from tracebank.errors import TracebankError
 from tracebank.filters.propagation import Propagation, PropagationOptions, _domains
 
@@ -21,25 +20,6 @@ def problem(i: int) -> tuple[str, str]:
         f"#### {count * price - i % 3}"
     )
     return question, rationale
-
-
-def traces(rows: list[tuple[str, str | None]], tasks: list[str] | None = None) -> pa.Table:
-    return pa.table(
-        {
-            "trace_id": [f"t{i}" for i in range(len(rows))],
-            "task": tasks or ["math"] * len(rows),
-            "messages": [[{"role": "user", "content": q}] for q, _ in rows],
-            "rationale": [r for _, r in rows],
-        },
-        schema=pa.schema(
-            [
-                ("trace_id", pa.string()),
-                ("task", pa.string()),
-                ("messages", records.MESSAGES),
-                ("rationale", pa.string()),
-            ]
-        ),
-    )
 
 
 def scored(rows: list[tuple[str, str | None]], **options) -> list[dict]:
