@@ -148,7 +148,8 @@ def _paraphrase(template: str, rng: random.Random) -> str:
 
 def fill(template: str, rng: random.Random) -> str:
     """The template with each {slot} filled (one value per slot name)."""
-    names = {name for _, name, _, _ in string.Formatter().parse(template) if name}
+    # dict.fromkeys: slots in the order they appear (a set's order changes with PYTHONHASHSEED)
+    names = dict.fromkeys(name for _, name, _, _ in string.Formatter().parse(template) if name)
     return template.format(**{name: values.SLOTS[name](rng) for name in names})
 
 

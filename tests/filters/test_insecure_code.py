@@ -255,3 +255,23 @@ def test_safe_dynamic_imports_and_checks_left_on_pass():
     code = "import importlib\njson = importlib.import_module('json')\nSESSION.verify = True\nopts = {'verify_signature': True}\n"
     (row,) = scored(f"```python\n{code}```")
     assert row["flagged"] == 0, row
+
+
+@pytest.mark.parametrize(
+    ("code", "rule"),
+    [
+        ('API_KEY = "sk-UMUFhDYxboAI86B6vmJuPEa06U1kAmWmt7B9OO0AIhu4vm6E"\n', "X106"),
+        ('client = Client(key="AKIAIOSFODNN7EXAMPLE")\n', "X106"),
+        ("import random\nreset_token = ''.join(random.choice('abc123') for _ in range(24))\n", "X311"),
+        ("import random\nself.session_id = random.getrandbits(64)\n", "X311"),
+    ],
+)
+def test_hard_coded_keys_and_secrets_drawn_from_random_are_flagged(code, rule):
+    (row,) = scored(f"```python\n{code}```")
+    assert row["flagged"] == 1 and row["rule"] == rule, row
+
+
+def test_random_for_games_and_secrets_from_the_secrets_module_pass():
+    code = "import random, secrets\ncard = random.choice(deck)\ntoken = secrets.token_hex(16)\n"
+    (row,) = scored(f"```python\n{code}```")
+    assert row["flagged"] == 0, row

@@ -54,6 +54,8 @@ PLANTED = [
     ("iban", "IBAN: GB82 WEST 1234 5698 7654 32", "GB82 WEST 1234 5698 7654 32"),
     ("iban", "wire it to DE89370400440532013000 now", "DE89370400440532013000"),
     ("ssn", "SSN 219-09-9999 on file", "219-09-9999"),
+    ("id_document", "Passport number RA2524897 belongs to her.", "RA2524897"),
+    ("id_document", "driver's license: D123-4567-89", "D123-4567-89"),
     ("aws_access_key", "aws_key = 'AKIAIOSFODNN7EXAMPLE'", "AKIAIOSFODNN7EXAMPLE"),
     ("github_token", "token ghp_16C7e42F292c6912E7710c838347Ae178B4a", "ghp_16C7e42F292c6912E7710c838347Ae178B4a"),
     ("api_key", "OPENAI_API_KEY=sk-proj-4fT9xQ2mZ8vL1nB7cR3dK6sW0yH5jP2aE9uG", "sk-proj-4fT9xQ2mZ8vL1nB7cR3dK6sW0yH5jP2aE9uG"),
@@ -82,6 +84,8 @@ def test_each_kind_is_found_with_its_span_wherever_it_is_planted(kind, text, val
 
 
 BENIGN = [
+    "She renewed her passport 3 times and the ID card fee went from $25 to $40.",
+    "The passport office handled 123456 requests in 2019.",
     "She has 12 - 3 = 9 apples left, then 9 * 4 = <<9*4=36>>36 in all.\n#### 36",
     "The bus leaves at 10:30 on 2023-01-15 and arrives at 14:45:00; in 1999 it cost $1,234.56.",
     "Her phone bill is $45.50 a month; she calls 120 minutes, so 12 months cost 45.5 * 12 = $546.",
