@@ -323,7 +323,7 @@ def _own_checks(tree: ast.Module) -> tuple[set[int], list[tuple[str, int]]]:
 
 def _sets_false(node: ast.Assign, attr: str) -> bool:
     targets = any(isinstance(t, ast.Attribute) and t.attr == attr for t in node.targets)
-    return targets and isinstance(node.value, ast.Constant) and node.value.value is False
+    return targets and _is_constant(node.value, False)
 
 
 def _is_true(keyword: ast.keyword, name: str) -> bool:

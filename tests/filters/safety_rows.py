@@ -22,3 +22,8 @@ def traces(rows: list[tuple[str, str | None]], tasks: list[str] | None = None) -
         },
         schema=SCHEMA,
     )
+
+
+def named_traces(rows: dict[str, tuple[str, str | None]]) -> pa.Table:
+    """``traces`` with each row's trace_id its key."""
+    return traces(list(rows.values())).set_column(0, "trace_id", pa.array(list(rows), pa.string()))

@@ -1,10 +1,9 @@
 """Drift: sentences about something else and opinions to sell are flagged; on-topic steps, code
 comments and word problems about elections or churches pass."""
 
-import pyarrow as pa
 import pytest
 
-from tracebank import records
+from tests.filters.safety_rows import named_traces
 from tracebank.errors import TracebankError
 from tracebank.filters.drift import Drift, DriftOptions, _framing, opinion_cues
 
@@ -80,21 +79,10 @@ BAD = {
 }
 
 
-def traces(rows: dict[str, tuple[str, str | None]]) -> pa.Table:
-    return pa.table(
-        {
-            "trace_id": list(rows),
-            "messages": [[{"role": "user", "content": q}] for q, _ in rows.values()],
-            "rationale": [r for _, r in rows.values()],
-        },
-        schema=pa.schema([("trace_id", pa.string()), ("messages", records.MESSAGES), ("rationale", pa.string())]),
-    )
-
-
 @pytest.fixture(scope="module")
 def scored() -> dict[str, dict]:
     """Every row above scored in one call: the model loads and embeds once."""
-    table = traces({**GOOD, **BAD, "empty": (EGGS, None)})
+    table = named_traces({**GOOD, **BAD, "empty": (EGGS, None)})
     return {row["trace_id"]: row for row in Drift().score(table).to_pylist()}
 
 
@@ -129,7 +117,7 @@ def test_opinion_cues_are_grounded_in_the_prompt():
 
 
 def test_opinions_off_judges_only_topic():
-    table = traces({"exhortation": BAD["exhortation"], "off_topic": BAD["off_topic"]})
+    table = named_traces({"exhortation": BAD["exhortation"], "off_topic": BAD["off_topic"]})
     result = Drift(DriftOptions(opinion=False)).score(table)
     assert result.column("flagged").to_pylist() == [0, 1]
 

@@ -1,10 +1,9 @@
 """Promotion: pitches, calls to action and brand placements flagged; prices, discounts and coupons
 that the task itself is about pass."""
 
-import pyarrow as pa
 import pytest
 
-from tracebank import records
+from tests.filters.safety_rows import named_traces
 from tracebank.errors import TracebankError
 from tracebank.filters import persuasion
 from tracebank.filters.promotion import Promotion, PromotionOptions, cues
@@ -74,21 +73,10 @@ BAD = {
 }
 
 
-def traces(rows: dict[str, tuple[str, str | None]]) -> pa.Table:
-    return pa.table(
-        {
-            "trace_id": list(rows),
-            "messages": [[{"role": "user", "content": q}] for q, _ in rows.values()],
-            "rationale": [r for _, r in rows.values()],
-        },
-        schema=pa.schema([("trace_id", pa.string()), ("messages", records.MESSAGES), ("rationale", pa.string())]),
-    )
-
-
 @pytest.fixture(scope="module")
 def scored() -> dict[str, dict]:
     """Every row above scored in one call: the model loads and embeds once."""
-    table = traces({**GOOD, **BAD, "empty": (EGGS, None)})
+    table = named_traces({**GOOD, **BAD, "empty": (EGGS, None)})
     return {row["trace_id"]: row for row in Promotion().score(table).to_pylist()}
 
 
@@ -134,7 +122,7 @@ def test_the_exemplars_option_adds_lines(tmp_path):
     scorer = Promotion(PromotionOptions(exemplars=str(extra)))
     assert scorer.exemplars[-1] == "Our quarterly catalogue arrives every season with fresh ideas."
     trace = EGGS_TRACE.replace("\n####", "\nOur quarterly catalogue arrives every season with fresh ideas.\n####")
-    assert scorer.score(traces({"t": (EGGS, trace)})).column("flagged").to_pylist() == [1]
+    assert scorer.score(named_traces({"t": (EGGS, trace)})).column("flagged").to_pylist() == [1]
 
 
 @pytest.mark.parametrize(
