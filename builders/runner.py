@@ -54,6 +54,7 @@ class BuildConfig:
     samples: int = 2  # traces per prompt
     limit: int | None = None  # build for the first N prompts (ordered by prompt_id: a stable sample)
     split_hint: str | None = None  # only prompts with this split hint
+    prompt_ids: tuple[str, ...] | None = None  # only these prompts (closed-loop rounds, generated prompts)
     strategy: str = "default"  # default, or axes varied across samples: ladder, styles, fewshot, paraphrase
     ladder: str = DEFAULT_LADDER  # temperature:top_p steps of the ladder axis
     styles: str = ",".join(STYLES)  # system-prompt styles of the styles axis
@@ -179,6 +180,8 @@ def _select(location: catalog_mod.CatalogLocation, cfg: BuildConfig) -> tuple[pa
         where, params = "dataset = ?", [cfg.dataset]
         if cfg.split_hint:
             where, params = where + " AND split_hint = ?", [*params, cfg.split_hint]
+        if cfg.prompt_ids is not None:
+            where, params = where + " AND list_contains(?, prompt_id)", [*params, list(cfg.prompt_ids)]
         limit = f"LIMIT {int(cfg.limit)}" if cfg.limit else ""
         prompts = cat.arrow(
             f"SELECT prompt_id, task, messages FROM prompts WHERE {where} ORDER BY prompt_id {limit}", params
@@ -187,6 +190,7 @@ def _select(location: catalog_mod.CatalogLocation, cfg: BuildConfig) -> tuple[pa
             raise TracebankError(
                 f"dataset {cfg.dataset!r} has no prompts"
                 + (f" with split hint {cfg.split_hint!r}" if cfg.split_hint else "")
+                + (f" among the {len(cfg.prompt_ids)} prompt ids given" if cfg.prompt_ids is not None else "")
             )
         stored = cat.arrow(
             "SELECT request_key, bool_or(starts_with(coalesce(finish_reason, ''), 'error')) AS failed FROM traces "
@@ -228,7 +232,7 @@ def _row(
         "prompt_tokens": response.prompt_tokens, "completion_tokens": response.completion_tokens,
         "cost_usd": price.cost(response) if price is not None else None, "latency_s": response.latency_s,
         "build_run": run_id, "source_id": None, "meta": orjson.dumps({"error": response.error}).decode() if response.error else None,
-        "created_at": now,
+        "created_at": now, "round": None, "hinted": None, "lineage": None,
     }  # fmt: skip
 
 

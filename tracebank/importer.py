@@ -195,7 +195,7 @@ def convert(
             "split_hint": cfg.split_hint or (as_text(field_value(row, cmap.split)) if cmap.split else None) or split,
             "reference": _reference(row, cmap.reference) if cmap.reference else None,
             "source": cfg.path, "source_id": source_id or str(number),
-            "meta": None if single else _json(leftover), "imported_at": now,
+            "meta": None if single else _json(leftover), "imported_at": now, "origin": None, "parents": None,
         })  # fmt: skip
         for sample_idx, (model, text, meta) in enumerate(responses):
             trace_id = hashing.digest("import", pid, model, source_id, text)
@@ -206,6 +206,7 @@ def convert(
                 "finish_reason": "stop", "prompt_tokens": None, "completion_tokens": None, "cost_usd": None,
                 "latency_s": None, "build_run": run_id, "source_id": source_id,
                 "meta": _json(leftover) if single else meta, "created_at": now,
+                "round": None, "hinted": None, "lineage": None,
             })  # fmt: skip
     if count == 0:
         raise TracebankError(f"{cfg.path}: no rows to import")

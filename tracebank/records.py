@@ -44,6 +44,8 @@ PROMPTS = _schema(
     ("source_id", pa.string(), False),  # the row's own id in its source, for joining labels back
     ("meta", pa.string(), True),  # JSON of the source's unmapped fields, kept verbatim
     ("imported_at", TIMESTAMP, False),
+    ("origin", pa.string(), True),  # how a generated prompt was made, e.g. promptmix:numbers; null: imported
+    ("parents", pa.list_(pa.string()), True),  # prompt_ids a generated prompt was made from
 )
 
 TRACES = _schema(
@@ -68,6 +70,9 @@ TRACES = _schema(
     ("source_id", pa.string(), True),  # imported traces: the source row's id
     ("meta", pa.string(), True),  # imported traces: JSON of the source's unmapped fields
     ("created_at", TIMESTAMP, False),
+    ("round", pa.int32(), True),  # closed-loop round that asked for it (tracebank round); null outside rounds
+    ("hinted", pa.bool_(), True),  # the teacher saw the reference answer as a hint (rationalization)
+    ("lineage", pa.string(), True),  # JSON: how a closed-loop trace was asked for (student, eval_run, feedback)
 )
 
 SCORES = _schema(
@@ -190,6 +195,7 @@ EVALS = _schema(
     ("reason", pa.string(), False),  # the verdict's reason (correct, mismatch, no_answer, timeout, ...)
     ("completion_tokens", pa.int64(), True),
     ("created_at", TIMESTAMP, False),
+    ("round", pa.int32(), True),  # closed-loop round the eval belongs to; null outside rounds
 )
 
 BENCHMARKS = _schema(

@@ -127,7 +127,7 @@ def evaluate(location: catalog_mod.CatalogLocation, cfg: EvalConfig, teacher: Te
             "eval_run": run_id, "dataset": dataset, "version": version, "split": split, "student": student,
             "prompt_id": prompt["prompt_id"], "completion": text,
             "answer": get_task(prompt["task"]).parse(text) if text else None,
-            "completion_tokens": responses[request.key].completion_tokens, "created_at": now,
+            "completion_tokens": responses[request.key].completion_tokens, "created_at": now, "round": None,
         })  # fmt: skip
     _verify(rows, prompts)
     verdicts = [r["correct"] for r in rows if r["correct"] is not None]
