@@ -20,7 +20,7 @@ the request cache keys are stable. Every trace stores its variant as ``strategy`
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import xxhash
@@ -224,3 +224,45 @@ def _few_shot(shots: Sequence[Mapping[str, Any]]) -> list[dict[str, str]]:
         turns += [m for m in rendered if m["role"] == "user"][-1:]
         turns.append({"role": "assistant", "content": shot["reference"]})
     return turns
+
+
+@dataclass(frozen=True)
+class Shaping:
+    """A closed-loop build's change to some prompts' requests, and the tags every trace of it carries.
+
+    ``notes`` maps a prompt_id to text added to the end of the prompt's last user message (a
+    student's wrong answer as feedback, a reference as a hint); a prompt without a note is asked as
+    usual. The request key covers the note, so a shaped request is cached apart from the plain one.
+    """
+
+    label: str  # added to each trace's strategy, e.g. "round=2" or "hint"
+    notes: Mapping[str, str] = field(default_factory=dict)
+    round: int | None = None  # stored in traces.round
+    hinted: bool | None = None  # stored in traces.hinted
+    lineage: Mapping[str, str] = field(default_factory=dict)  # prompt_id -> JSON stored in traces.lineage
+
+    def __post_init__(self) -> None:
+        if not self.label or ";" in self.label:
+            raise TracebankError(f"a shaping label must be non-empty text without ';', got {self.label!r}")
+        if self.round is not None and self.round < 1:
+            raise TracebankError(f"round must be 1 or more, got {self.round}")
+
+    def tags(self, prompt_id: str) -> dict[str, Any]:
+        """The closed-loop columns of a trace of ``prompt_id``."""
+        return {"round": self.round, "hinted": self.hinted, "lineage": self.lineage.get(prompt_id)}
+
+
+def shaped(requests: Iterable[Request], shaping: Shaping) -> Iterator[Request]:
+    """``requests`` with their prompt's note added, their strategy labelled, and their key recomputed."""
+    for request in requests:
+        note = shaping.notes.get(request.prompt_id)
+        messages = request.messages if note is None else _with_note(request.messages, note)
+        strategy = shaping.label if request.strategy == "default" else f"{request.strategy};{shaping.label}"
+        key = request_key(request.model, messages, request.params.as_dict(), request.sample_idx)
+        yield replace(request, key=key, messages=messages, strategy=strategy)
+
+
+def _with_note(messages: list[dict[str, str]], note: str) -> list[dict[str, str]]:
+    last_user = max(i for i, m in enumerate(messages) if m["role"] == "user")
+    content = f"{messages[last_user]['content']}\n\n{note}"
+    return [*messages[:last_user], {"role": "user", "content": content}, *messages[last_user + 1 :]]

@@ -35,7 +35,7 @@ from tracebank.builders.base import (
 )
 from tracebank.builders.budget import Budget, Price, resolve_price
 from tracebank.builders.cache import RequestCache
-from tracebank.builders.plans import DEFAULT_LADDER, STYLES, PlanSpec, iter_requests
+from tracebank.builders.plans import DEFAULT_LADDER, STYLES, PlanSpec, Shaping, iter_requests, shaped
 from tracebank.builders.sink import TraceSink, sweep
 from tracebank.errors import TracebankError, check_at_least
 from tracebank.importer import POLICIES
@@ -210,14 +210,22 @@ def _select(location: catalog_mod.CatalogLocation, cfg: BuildConfig) -> tuple[pa
     return prompts, done, pool
 
 
-def _plan(prompts: pa.Table, cfg: BuildConfig, pool: list[Any]) -> Iterator[Request]:
+def _plan(prompts: pa.Table, cfg: BuildConfig, pool: list[Any], shaping: Shaping | None = None) -> Iterator[Request]:
     """Every request of the build, made lazily from Arrow batches (the plan is run twice, never held)."""
     rows = (row for batch in prompts.to_batches(1024) for row in batch.to_pylist())
-    return iter_requests(rows, cfg.model, cfg.params(), cfg.samples, cfg.seed, cfg.plan(), pool)
+    requests = iter_requests(rows, cfg.model, cfg.params(), cfg.samples, cfg.seed, cfg.plan(), pool)
+    return shaped(requests, shaping) if shaping is not None else requests
 
 
 def _row(
-    request: Request, response: Response, cfg: BuildConfig, backend: str, run_id: str, price: Price | None, now: Any
+    request: Request,
+    response: Response,
+    cfg: BuildConfig,
+    backend: str,
+    run_id: str,
+    price: Price | None,
+    now: Any,
+    shaping: Shaping | None = None,
 ) -> dict[str, Any]:
     failed, reason = response.failed, response.finish_reason
     if failed and not reason.startswith("error"):
@@ -233,13 +241,20 @@ def _row(
         "cost_usd": price.cost(response) if price is not None else None, "latency_s": response.latency_s,
         "build_run": run_id, "source_id": None, "meta": orjson.dumps({"error": response.error}).decode() if response.error else None,
         "created_at": now, "round": None, "hinted": None, "lineage": None,
+        **(shaping.tags(request.prompt_id) if shaping is not None else {}),
     }  # fmt: skip
 
 
-def build(location: catalog_mod.CatalogLocation, cfg: BuildConfig, teacher: Teacher | None = None) -> BuildResult:
+def build(
+    location: catalog_mod.CatalogLocation,
+    cfg: BuildConfig,
+    teacher: Teacher | None = None,
+    shaping: Shaping | None = None,
+) -> BuildResult:
     """Generate the traces ``cfg`` asks for that the catalog does not have yet.
 
-    ``teacher`` replaces the configured backend (tests pass an in-process fake here). Raises
+    ``teacher`` replaces the configured backend (tests pass an in-process fake here). ``shaping``
+    adds closed-loop notes to some prompts' requests and tags their traces (builders.plans.Shaping). Raises
     :class:`BuildIncomplete` after committing what finished when some requests did not finish.
     """
     started_at, started, run_id = records.now(), time.perf_counter(), provenance.new_run_id("build")
@@ -249,17 +264,18 @@ def build(location: catalog_mod.CatalogLocation, cfg: BuildConfig, teacher: Teac
     budget = Budget(cfg.max_cost_usd, cfg.max_tokens, price)  # refuses a cost cap it cannot count, before any send
     catalog_mod.ensure_writable(location)
     tally, now = _Tally(prompts=prompts.num_rows), records.now()
-    row = functools.partial(_row, cfg=cfg, backend=backend, run_id=run_id, price=price, now=now)
+    row = functools.partial(_row, cfg=cfg, backend=backend, run_id=run_id, price=price, now=now, shaping=shaping)
+    plan = functools.partial(_plan, prompts, cfg, pool, shaping)
     with RequestCache(location.request_cache) as cache, TraceSink(location, run_id) as sink:
-        missing = _answer_from_cache(_plan(prompts, cfg, pool), done, cache, sink, row, cfg, tally)
+        missing = _answer_from_cache(plan(), done, cache, sink, row, cfg, tally)
         pending, to_send = set(missing), set()
         try:
             while pending and not budget.stopped:  # another build may hold some keys: theirs to send
-                to_send, held = _claim(cache, pending, run_id, cfg, tally, sink, row, lambda: _plan(prompts, cfg, pool))
+                to_send, held = _claim(cache, pending, run_id, cfg, tally, sink, row, plan)
                 if to_send:
                     teacher = teacher or make_teacher(cfg.backend, cfg.model, cfg.backend_options())
                     inflight: dict[str, Request] = {}
-                    sendable = _sendable(_plan(prompts, cfg, pool), set(to_send), inflight)
+                    sendable = _sendable(plan(), set(to_send), inflight)
                     catalog_mod.warm_up(location)  # the commit's connection loads while the teacher works
                     _generate(teacher, sendable, len(to_send), inflight, cache, sink, row, budget, tally)
                 pending = _wait_for_others(cache, held, run_id) if held else set()
