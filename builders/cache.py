@@ -13,13 +13,15 @@ are per process: a build that dies leaves claims that the next build takes over 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from tracebank.builders.base import Response
+from tracebank.errors import cannot_write
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS responses (
@@ -37,6 +39,8 @@ CREATE TABLE IF NOT EXISTS claims (
 )
 """
 _CHUNK = 500  # keys per statement: under SQLite's bound-parameter limit
+# SQLite's primary result codes for a write the disk refused: PERM, READONLY, IOERR, FULL, CANTOPEN.
+_DISK_ERRORS = {3, 8, 10, 13, 14}
 
 
 def alive(pid: int) -> bool:
@@ -54,13 +58,39 @@ def alive(pid: int) -> bool:
 
 class RequestCache:
     def __init__(self, path: Path):
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self.db = sqlite3.connect(path, timeout=60, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a committed row survives kill -9
-        self.db.execute(_SCHEMA)
-        self.db.execute(_CLAIMS)
+        with self._disk():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(path, timeout=60, isolation_level=None)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a committed row survives kill -9
+            self.db.execute(_SCHEMA)
+            self.db.execute(_CLAIMS)
+
+    @contextlib.contextmanager
+    def _disk(self) -> Iterator[None]:
+        """A write the disk refuses (full, read-only) is one clear error, not a traceback."""
+        try:
+            yield
+        except sqlite3.OperationalError as error:
+            if getattr(error, "sqlite_errorcode", 0) & 0xFF not in _DISK_ERRORS:
+                raise
+            raise cannot_write(f"the request cache {self.path}", error) from None
+        except OSError as error:
+            raise cannot_write(f"the request cache {self.path}", error) from None
+
+    @contextlib.contextmanager
+    def _transaction(self, begin: str = "BEGIN") -> Iterator[None]:
+        """All of the block's writes are durable when it ends, or none (COMMIT is where a full disk shows)."""
+        with self._disk():
+            self.db.execute(begin)
+            try:
+                yield
+                self.db.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):  # SQLite may have rolled back already
+                    self.db.execute("ROLLBACK")
+                raise
 
     def __enter__(self) -> RequestCache:
         return self
@@ -85,13 +115,8 @@ class RequestCache:
         """Store responses in one transaction: all of them are durable when this returns, or none."""
         now = time.time()
         rows = [(r.key, r.to_json(), now) for r in responses]
-        self.db.execute("BEGIN")
-        try:
+        with self._transaction():
             self.db.executemany("INSERT OR REPLACE INTO responses (key, payload, created_at) VALUES (?, ?, ?)", rows)
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        self.db.execute("COMMIT")
 
     def claim(self, keys: Iterable[str], owner: str) -> dict[str, str]:
         """Claim ``keys`` for ``owner`` (this process); returns {key: holder} of those another live build holds.
@@ -99,18 +124,13 @@ class RequestCache:
         One transaction: of two builds claiming at once, each key goes to exactly one of them.
         """
         keys, now, pid = list(keys), time.time(), os.getpid()
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction("BEGIN IMMEDIATE"):
             held = self.holders(keys, owner)
             for start in range(0, len(keys), _CHUNK):
                 self.db.executemany(
                     "INSERT OR REPLACE INTO claims (key, owner, pid, claimed_at) VALUES (?, ?, ?, ?)",
                     [(key, owner, pid, now) for key in keys[start : start + _CHUNK] if key not in held],
                 )
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        self.db.execute("COMMIT")
         return held
 
     def holders(self, keys: Iterable[str], owner: str) -> dict[str, str]:
@@ -124,8 +144,10 @@ class RequestCache:
         return held
 
     def release(self, owner: str) -> None:
-        """Drop every claim of ``owner``."""
-        self.db.execute("DELETE FROM claims WHERE owner = ?", [owner])
+        """Drop every claim of ``owner``, if the disk lets it: claims of an ended build are taken over anyway
+        (``alive``), and a failure here must not hide the error that ended the build."""
+        with contextlib.suppress(sqlite3.Error):
+            self.db.execute("DELETE FROM claims WHERE owner = ?", [owner])
 
     def __len__(self) -> int:
         return int(self.db.execute("SELECT count(*) FROM responses").fetchone()[0])

@@ -16,6 +16,9 @@ How each reply is treated:
 * 429: the same, waiting what Retry-After says, and halving the concurrency.
 * 400, 413, 422 (context too long, content filter, a bad parameter): a failed trace with the
   server's reason, cached, so it is not paid for again (``--retry-failed`` sends them again).
+* A reply no retry can fix fails the same way, unread past what shows it: larger than
+  ``max_reply_mb`` (``error:too_large``), an event stream nobody asked for (``error:event_stream``),
+  a 200 body that is not JSON (``error:not_json``). A reply that never ends stops at ``timeout_s``.
 * 401, 403, 404, 429 ``insufficient_quota`` and other 4xx: the run stops with what to fix, after
   the requests in flight have finished; everything finished is kept.
 """
@@ -42,7 +45,14 @@ from tracebank.builders.base import UNFINISHED, Request, Response
 from tracebank.builders.budget import prompt_tokens_estimate
 from tracebank.builders.limits import AIMDLimiter, TokenBucket, retry_delay_s
 from tracebank.builders.replies import choice_text, classify, fail_kind, split_tokens
-from tracebank.builders.transport import HttpReply, Transport, TransportError, open_aiohttp
+from tracebank.builders.transport import (
+    DEFAULT_MAX_REPLY_MB,
+    BadReply,
+    HttpReply,
+    Transport,
+    TransportError,
+    open_aiohttp,
+)
 from tracebank.errors import TracebankError
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -58,7 +68,8 @@ class OpenAIOptions:
     concurrency: int = 64  # requests in flight at most (AIMD lowers it on 429)
     rpm: float | None = None  # requests per minute at most
     tpm: float | None = None  # tokens per minute at most (prompt estimate + max_new_tokens, as servers count)
-    timeout_s: float = 600.0  # a whole request, reply included
+    timeout_s: float = 600.0  # a whole request, reply included (a reply that never ends stops here)
+    max_reply_mb: float = DEFAULT_MAX_REPLY_MB  # a larger reply is a failed trace, never read into memory
     connect_timeout_s: float = 10.0
     max_retries: int = 8  # per request, for retryable failures; then it is left unfinished
     backoff_s: float = 1.0  # first retry waits about this long; each next one twice as long
@@ -77,7 +88,7 @@ class OpenAIOptions:
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise TracebankError(f"{name} must be positive, got {value}")
-        for name in ("timeout_s", "connect_timeout_s", "backoff_s"):
+        for name in ("timeout_s", "connect_timeout_s", "backoff_s", "max_reply_mb"):
             if getattr(self, name) <= 0:
                 raise TracebankError(f"{name} must be positive, got {getattr(self, name)}")
         if self.max_backoff_s < self.backoff_s:
@@ -114,7 +125,7 @@ class OpenAITeacher:
     def _aiohttp(self) -> AbstractAsyncContextManager[Transport]:
         o = self.options
         key = os.environ.get(o.api_key_env)
-        return open_aiohttp(o.endpoint(), key, o.concurrency, o.timeout_s, o.connect_timeout_s)
+        return open_aiohttp(o.endpoint(), key, o.concurrency, o.timeout_s, o.connect_timeout_s, o.max_reply_mb)
 
     def generate(self, requests: Iterable[Request]) -> Iterator[Response]:
         """Responses in completion order; raises TracebankError after the last one if the run had to stop."""
@@ -265,16 +276,17 @@ class _Engine:
                 self.calls += 1
                 try:
                     reply: HttpReply | None = await transport.post(body)
+                    action, reason = classify(reply)
+                    if action == "ok":
+                        if self._parse(group, reply.body, time.perf_counter() - started, attempt, tpm_tokens):
+                            self.limiter.on_success(epoch)
+                            return
+                        action, reason = "retry", "a 200 reply with no choices"
                 except TransportError as error:
-                    reply, reason = None, f"no reply: {error}"
-                action, reason = classify(reply) if reply is not None else ("retry", reason)
-                if action == "ok":
-                    assert reply is not None
-                    parsed = self._parse(group, reply.body, time.perf_counter() - started, attempt, tpm_tokens)
-                    if parsed is not None:
-                        self.limiter.on_success(epoch)
-                        return
-                    action, reason = "retry", "a 200 reply with no choices"
+                    reply, action, reason = None, "retry", f"no reply: {error}"
+                except BadReply as error:  # the server answered: a retry would get (and pay for) the same
+                    self._emit_all(group, f"error:{error.kind}", str(error), attempt)
+                    return
                 if action == "fail":
                     self._emit_all(group, f"error:{fail_kind(reply, reason)}", reason, attempt)
                     return
@@ -302,9 +314,13 @@ class _Engine:
     ) -> list[Response] | None:
         try:
             data = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            preview = " ".join(body[:80].decode(errors="replace").split())
+            raise BadReply("not_json", f"the server's 200 reply is not JSON: {preview!r}") from None
+        try:
             choices = sorted(data.get("choices") or [], key=lambda c: c.get("index", 0))[: len(group)]
             texts = [choice_text(c) for c in choices]
-        except (orjson.JSONDecodeError, AttributeError, TypeError, KeyError):
+        except (AttributeError, TypeError, KeyError):
             return None
         if not choices:
             return None

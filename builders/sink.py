@@ -11,12 +11,14 @@ build (a file whose writer process is gone and that no snapshot references).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -24,6 +26,7 @@ import pyarrow.parquet as pq
 from tracebank import catalog as catalog_mod
 from tracebank import records
 from tracebank.builders.cache import alive
+from tracebank.errors import TracebankError, cannot_write
 
 PREFIX = "tracebank-staged"
 _STAGED = re.compile(rf"^{PREFIX}-(\d+)-.+\.parquet$")
@@ -58,12 +61,15 @@ class TraceSink:
         if not self._buffer:
             return
         table = records.conform(pa.Table.from_pylist(self._buffer, schema=records.TRACES), records.TRACES, "traces")
-        if self._writer is None:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            path = self.directory / f"{PREFIX}-{os.getpid()}-{self.run_id}.parquet"
-            self.files.append(path)
-            self._writer = pq.ParquetWriter(path, records.TRACES, compression="zstd")
-        self._writer.write_table(table, row_group_size=len(self._buffer))
+        try:
+            if self._writer is None:
+                self.directory.mkdir(parents=True, exist_ok=True)
+                path = self.directory / f"{PREFIX}-{os.getpid()}-{self.run_id}.parquet"
+                self.files.append(path)
+                self._writer = pq.ParquetWriter(path, records.TRACES, compression="zstd")
+            self._writer.write_table(table, row_group_size=len(self._buffer))
+        except OSError as error:  # the staged file is removed on the way out (__exit__)
+            raise cannot_write(str(self.directory), error) from None
         self._buffer = []
 
     def close(self) -> list[Path]:
@@ -113,7 +119,11 @@ class TraceSink:
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
         try:
-            self.close()
+            if kind is None:
+                self.close()
+            else:  # the error that ends the build is the one to report, not a second one on the same full disk
+                with contextlib.suppress(OSError, TracebankError):
+                    self.close()
         finally:
             if not self.committed:
                 for path in self.files:
@@ -121,15 +131,37 @@ class TraceSink:
 
 
 def sweep(location: catalog_mod.CatalogLocation, registered: set[str]) -> int:
-    """Delete staged files left by dead processes that no snapshot references; returns how many."""
+    """Delete staged files left by dead processes that no snapshot references; returns how many.
+
+    ``registered`` (the files of the current snapshot) settles most files at no cost; the others
+    are checked against every snapshot, since a file that a later commit deleted rows from still
+    holds what time travel to earlier snapshots reads.
+    """
     directory = traces_dir(location)
     if not directory.is_dir():
         return 0
-    removed = 0
+    candidates = []
     for path in directory.glob(f"{PREFIX}-*.parquet"):
         match = _STAGED.match(path.name)
         if match is None or alive(int(match.group(1))) or str(path) in registered or path.name in registered:
             continue
-        path.unlink(missing_ok=True)
-        removed += 1
+        candidates.append(path)
+    if candidates:
+        referenced = _referenced_by_any_snapshot(location)
+        candidates = [] if referenced is None else [p for p in candidates if p.name not in referenced]
+    removed = 0
+    for path in candidates:
+        with contextlib.suppress(OSError):  # a read-only catalog: the next build that can write removes it
+            path.unlink(missing_ok=True)
+            removed += 1
     return removed
+
+
+def _referenced_by_any_snapshot(location: catalog_mod.CatalogLocation) -> set[str] | None:
+    """Names of the data files any snapshot of the catalog holds; None if the metadata cannot tell."""
+    try:
+        with catalog_mod.Catalog(location) as cat:
+            rows = cat.con.execute(f"SELECT path FROM __ducklake_metadata_{catalog_mod.ALIAS}.ducklake_data_file")
+            return {Path(path).name for (path,) in rows.fetchall()}
+    except (duckdb.Error, TracebankError):
+        return None

@@ -7,8 +7,13 @@ For tests, benchmarks and trying a build config before spending money on it::
 
 Faults are drawn per attempt. A request's last user message can also script its own fate:
 ``[[status:400]]`` (always that status), ``[[fail:2:500]]`` (the first 2 attempts get 500, or
-``drop``, then success), ``[[sleep:3]]`` (3 s more latency). ``GET /stats`` counts what was
-received and answered, per distinct request body, so a benchmark can prove exactly-once delivery.
+``drop``, then success), ``[[sleep:3]]`` (3 s more latency). Hostile replies, for tests of the
+client's limits: ``[[reply:huge]]`` (a 200 JSON body of ``huge_mb`` MiB, streamed), ``[[reply:sse]]``
+(an event stream that never ends), ``[[reply:trickle]]`` (a JSON body that never ends, a few
+bytes at a time), ``[[reply:html]]`` (a 200 reply that is an HTML page), ``[[reply:gzip]]`` (a
+small gzip body that inflates to ``huge_mb`` MiB, at most 256). ``GET /stats`` counts
+what was received and answered, per distinct request body, so a benchmark can prove exactly-once
+delivery.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import re
 import sys
 import threading
 import time
+import zlib
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Any
@@ -27,7 +33,8 @@ from typing import Any
 import orjson
 import xxhash
 
-_MARK = re.compile(r"\[\[(status|fail|sleep):([^\]]+)\]\]")
+_MARK = re.compile(r"\[\[(status|fail|sleep|reply):([^\]]+)\]\]")
+_HOSTILE = ("huge", "sse", "trickle", "html", "gzip")
 _ERRORS = {
     400: "This model's maximum context length is 1024 tokens. However, you requested 5000 tokens. "
     "Please reduce the length of the messages.",
@@ -50,6 +57,7 @@ class StubOptions:
     retry_after_s: float = 0.05
     api_key: str | None = None  # when set, other keys get 401
     seed: int = 0
+    huge_mb: int = 2048  # size of a [[reply:huge]] body (sent as it is read: the stub holds 1 MiB)
 
 
 class StubTeacher:
@@ -99,6 +107,9 @@ class StubTeacher:
         latency = self.options.latency_s + float(marks.get("sleep", 0))
         if latency:
             await asyncio.sleep(latency)
+        if marks.get("reply") in _HOSTILE:
+            self.statuses[marks["reply"]] += 1
+            return await self._hostile(request, marks["reply"])
         fate = self._fate(request, key, marks)
         self.statuses[str(fate)] += 1
         if fate == "drop":
@@ -111,6 +122,31 @@ class StubTeacher:
                                 content_type="application/json")  # fmt: skip
         self.answered[key] += 1
         return web.Response(body=orjson.dumps(self._reply(body, key)), content_type="application/json")
+
+    async def _hostile(self, request: Any, kind: str) -> Any:
+        """A reply no client should trust: it streams until the client hangs up (or ``huge_mb``)."""
+        from aiohttp import web
+
+        if kind == "html":
+            return web.Response(body=b"<html><body><h1>Welcome to nginx!</h1></body></html>", content_type="text/html")
+        if kind == "gzip":
+            return web.Response(body=_inflating(min(self.options.huge_mb, 256)), content_type="application/json",
+                                headers={"Content-Encoding": "gzip"})  # fmt: skip
+        content_type = "text/event-stream" if kind == "sse" else "application/json"
+        reply = web.StreamResponse(headers={"Content-Type": content_type})
+        await reply.prepare(request)
+        filler = b"x" * (1 << 20)
+        try:
+            if kind == "huge":
+                await reply.write(b'{"choices": [{"message": {"content": "')
+                for _ in range(self.options.huge_mb):
+                    await reply.write(filler)
+            while kind != "huge":
+                await reply.write(b'data: {"choices": [{"delta": {"content": "x"}}]}\n\n' if kind == "sse" else b"x")
+                await asyncio.sleep(0.05)
+        except (ConnectionError, RuntimeError):
+            pass  # the client hung up: what it should do
+        return reply
 
     def _fate(self, request: Any, key: int, marks: dict[str, str]) -> int | str:
         if self.options.api_key and request.headers.get("Authorization") != f"Bearer {self.options.api_key}":
@@ -154,6 +190,13 @@ class StubTeacher:
         site = web.TCPSite(runner, "127.0.0.1", port, backlog=4096)
         await site.start()
         return runner, runner.addresses[0][1]
+
+
+def _inflating(mb: int) -> bytes:
+    """A gzip body that inflates to ``mb`` MiB (about a thousandth of that on the wire)."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)  # 31: the gzip container
+    block = b"x" * (1 << 20)
+    return b"".join([*(packer.compress(block) for _ in range(mb)), packer.flush()])
 
 
 class StubServer:

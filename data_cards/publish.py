@@ -20,8 +20,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tracebank import catalog as catalog_mod
+from tracebank.builders.cache import alive
 from tracebank.data_cards.render import write_card
-from tracebank.errors import TracebankError
+from tracebank.errors import TracebankError, cannot_write
 from tracebank.releases import ReleaseRef, resolve
 from tracebank.tasks import get_task
 
@@ -57,15 +58,23 @@ def _split_tables(rows: list[dict[str, Any]]) -> dict[str, pa.Table]:
 def export_release(
     location: catalog_mod.CatalogLocation, ref: ReleaseRef, target: Path, license: str = "other"
 ) -> PublishResult:
-    """Write the release into ``target`` (created, or replaced if it holds an earlier export)."""
-    target = Path(target).absolute()
-    if target.exists() and any(target.iterdir()) and not (target / MARKER).exists():
-        raise TracebankError(f"{target} is not empty and holds no tracebank export: choose an empty or new directory")
+    """Write the release into ``target`` (created, or replaced if it holds an earlier export of this dataset)."""
+    target = _checked_target(Path(target))
     with catalog_mod.Catalog(location) as cat:
         release = resolve(cat, ref)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+        _recover(target)  # first: a killed export may have left another dataset's export aside
+    except OSError as error:
+        raise TracebankError(f"cannot write to {target.parent}: {error.strerror or error}") from None
+    if _exported_dataset(target) not in (None, release["dataset"]):
+        raise TracebankError(
+            f"{target} holds an export of dataset {_exported_dataset(target)!r}, not {release['dataset']!r}: "
+            "choose another directory (only an earlier export of the same dataset is replaced)"
+        )
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.staging-{os.getpid()}-", dir=target.parent))
+        staging.chmod(_directory_mode())  # mkdtemp makes it private; the export is an ordinary folder
     except OSError as error:
         raise TracebankError(f"cannot write to {target.parent}: {error.strerror or error}") from None
     try:
@@ -79,12 +88,64 @@ def export_release(
             write_card(cat, release, staging / "README.md", staging / "plots", license)
         (staging / MARKER).write_bytes(orjson.dumps(release, option=orjson.OPT_INDENT_2, default=str))
         _swap(staging, target)
-    except BaseException:
+    except BaseException as error:
         shutil.rmtree(staging, ignore_errors=True)
+        if isinstance(error, OSError):  # a full disk: the earlier export, if any, is untouched
+            raise cannot_write(str(target.parent), error) from None
         raise
     return PublishResult(
         f"{release['dataset']}@v{release['version']}", str(target), {s: t.num_rows for s, t in tables.items()}
     )
+
+
+def _checked_target(target: Path) -> Path:
+    """The absolute target, if writing there replaces nothing but an earlier tracebank export.
+
+    Refused: a system location (also reached through '..' or links), a link (the export would land
+    elsewhere), a file, a non-empty directory that holds no export.
+    """
+    target = target.absolute()
+    catalog_mod.refuse_system_path(target, "--to")
+    if target.is_symlink():
+        raise TracebankError(f"--to {target} is a link to {os.path.realpath(target)}: give the directory itself")
+    if target.exists() and not target.is_dir():
+        raise TracebankError(f"--to {target} is a file: choose an empty or new directory")
+    if target.exists() and any(target.iterdir()) and _exported_dataset(target) is None:
+        raise TracebankError(f"{target} is not empty and holds no tracebank export: choose an empty or new directory")
+    return target
+
+
+def _exported_dataset(target: Path) -> str | None:
+    """The dataset of the tracebank export in ``target``; None when it holds none (or a marker that is not ours)."""
+    marker = target / MARKER
+    if marker.is_symlink() or not marker.is_file():
+        return None
+    try:
+        dataset = orjson.loads(marker.read_bytes()).get("dataset")
+    except (orjson.JSONDecodeError, AttributeError, OSError):
+        return None
+    return dataset if isinstance(dataset, str) else None
+
+
+def _recover(target: Path) -> None:
+    """Clean up after an export that was killed: remove its staging folder, and the earlier export it
+    had moved aside (or put that back, when the new one never took its place)."""
+    for path in target.parent.glob(f".{target.name}.*"):
+        kind, _, rest = path.name[len(target.name) + 2 :].partition("-")
+        pid = rest.split("-")[0]
+        if kind not in ("staging", "old") or not pid.isdigit() or alive(int(pid)):
+            continue
+        if kind == "old" and not target.exists():
+            path.rename(target)
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _directory_mode() -> int:
+    """The mode a new directory gets under this process's umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o777 & ~umask
 
 
 def _swap(staging: Path, target: Path) -> None:

@@ -25,7 +25,7 @@ from tracebank import catalog as catalog_mod
 from tracebank import hashing, provenance, records, sources
 from tracebank.config import parse_map_items
 from tracebank.errors import TracebankError, check_at_least
-from tracebank.readers import MISSING, as_text, field_value, read_rows
+from tracebank.readers import DEFAULT_MAX_LINE_MB, MISSING, as_text, field_value, read_rows
 from tracebank.tasks import get_task
 
 DATASET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -82,6 +82,7 @@ class ImportConfig:
     model: str = "imported"  # model name when the map names none
     limit: int | None = None  # import only the first N rows
     split: str | None = None  # which split of an HF DatasetDict directory to read
+    max_line_mb: float = DEFAULT_MAX_LINE_MB  # a longer JSONL line (or .json file) is an error, read no further
 
     def __post_init__(self) -> None:
         if not DATASET_NAME.match(self.dataset):
@@ -90,6 +91,8 @@ class ImportConfig:
         if self.policy not in POLICIES:
             raise TracebankError(f"policy {self.policy!r}: choose one of {', '.join(POLICIES)}")
         check_at_least(self, 1, "limit")
+        if not self.max_line_mb > 0:
+            raise TracebankError(f"max_line_mb must be positive, got {self.max_line_mb}")
 
 
 @dataclass(frozen=True)
@@ -136,11 +139,20 @@ def _check_columns(row: Mapping[str, Any], column_map: ColumnMap, where: str) ->
 
 
 def _reference(row: Mapping[str, Any], path: str) -> str | None:
-    """The reference column, or several joined into a JSON object ("prompt+test+entry_point")."""
+    """The reference column, or several joined into a JSON object ("prompt+test+entry_point").
+
+    A null, empty or blank reference is none (NULL): no verifier may judge against it (a code
+    reference with empty tests would pass any program).
+    """
     if "+" not in path:
-        return as_text(field_value(row, path))
+        return _blank_is_none(as_text(field_value(row, path)))
     values = {part: field_value(row, part) for part in path.split("+")}
-    return orjson.dumps({k: None if v is MISSING else v for k, v in values.items()}, default=str).decode()
+    values = {k: None if v is MISSING or (isinstance(v, str) and not v.strip()) else v for k, v in values.items()}
+    return orjson.dumps(values, default=str).decode() if any(v is not None for v in values.values()) else None
+
+
+def _blank_is_none(text: str | None) -> str | None:
+    return text if text is not None and text.strip() else None
 
 
 def _wildcard(row: Mapping[str, Any], field: str) -> list[str]:
@@ -213,20 +225,34 @@ def convert(
     return records.to_table(prompts.values(), records.PROMPTS), records.to_table(traces.values(), records.TRACES), count
 
 
-def _new_rows(writer: catalog_mod.Writer, table: pa.Table, name: str, key: str, dataset: str) -> pa.Table:
-    existing = writer.arrow(f"SELECT {key} FROM {name} WHERE dataset = ?", [dataset]).column(0)
-    return table.filter(pc.invert(pc.is_in(table.column(key), value_set=existing)))
+def new_rows(writer: catalog_mod.Writer, table: pa.Table, name: str, key: str, dataset: str) -> pa.Table:
+    """The rows whose id is not stored yet. Ids are global: one another dataset holds is refused, so an
+    import can never touch (or shadow) another dataset's rows."""
+    writer.con.register("_incoming_ids", table.select([key]))
+    try:
+        held = writer.arrow(f"SELECT {key}, dataset FROM {name} WHERE {key} IN (SELECT {key} FROM _incoming_ids)")
+    finally:
+        writer.con.unregister("_incoming_ids")
+    theirs = held.filter(pc.not_equal(held.column("dataset"), dataset))
+    if theirs.num_rows:
+        first = theirs.slice(0, 1).to_pylist()[0]
+        raise TracebankError(
+            f"{theirs.num_rows} of these {name} ids already belong to another dataset ({first['dataset']!r} holds "
+            f"{key} {first[key]}): nothing was imported into {dataset!r}"
+        )
+    return table.filter(pc.invert(pc.is_in(table.column(key), value_set=held.column(key))))
 
 
 def import_data(location: catalog_mod.CatalogLocation, cfg: ImportConfig) -> ImportResult:
     """Import prompts (and traces, when the map names a response) in one catalog commit."""
     started, run_id = records.now(), provenance.new_run_id("import")
     cfg = replace(cfg, path=str(sources.locate(cfg.path).absolute()))  # provenance: where exactly it came from
-    prompts, traces, count = convert(read_rows(cfg.path, cfg.split), cfg, run_id)
+    rows = read_rows(cfg.path, cfg.split, int(cfg.max_line_mb * 2**20))
+    prompts, traces, count = convert(rows, cfg, run_id)
     message = f"import {Path(cfg.path).name} into {cfg.dataset}"
     with catalog_mod.writing(location, message, {"stage": "import", "run_id": run_id}) as writer:
-        new_prompts = _new_rows(writer, prompts, "prompts", "prompt_id", cfg.dataset)
-        new_traces = _new_rows(writer, traces, "traces", "trace_id", cfg.dataset)
+        new_prompts = new_rows(writer, prompts, "prompts", "prompt_id", cfg.dataset)
+        new_traces = new_rows(writer, traces, "traces", "trace_id", cfg.dataset)
         counters = {
             "rows": count,
             "prompts_new": new_prompts.num_rows,

@@ -2,6 +2,8 @@
 
 Every reader yields ``(row_number, row, split)``: the 1-based line number for JSONL (so errors can
 point at it), the 1-based row index otherwise, and the split name when the source has splits.
+A JSONL line (or a whole .json file) longer than ``max_line_bytes`` is an error, found having
+read only that many bytes: a hostile or broken file cannot make a reader hold more in memory.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import gzip
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 import pyarrow.parquet as pq
@@ -17,9 +19,13 @@ import pyarrow.parquet as pq
 from tracebank.errors import TracebankError
 
 Row = tuple[int, dict[str, Any], str | None]
+DEFAULT_MAX_LINE_MB = 64.0  # far above any real record (a 32k-token trace is about 128 KB)
+_PIECE = 1 << 20  # a long line is read this much at a time
 
 
-def read_rows(path: str | Path, split: str | None = None) -> Iterator[Row]:
+def read_rows(
+    path: str | Path, split: str | None = None, max_line_bytes: int = int(DEFAULT_MAX_LINE_MB * 2**20)
+) -> Iterator[Row]:
     """Rows of a file or dataset directory; raises TracebankError on anything unreadable."""
     path = Path(path)
     if not path.exists():
@@ -28,9 +34,9 @@ def read_rows(path: str | Path, split: str | None = None) -> Iterator[Row]:
     if path.is_dir():
         return _read_directory(path, split)
     if name.endswith((".jsonl", ".jsonl.gz", ".ndjson")):
-        return _read_jsonl(path)
+        return _read_jsonl(path, max_line_bytes)
     if name.endswith(".json"):
-        return _read_json(path)
+        return _read_json(path, max_line_bytes)
     if name.endswith(".parquet"):
         return _read_parquet(path)
     raise TracebankError(
@@ -38,10 +44,37 @@ def read_rows(path: str | Path, split: str | None = None) -> Iterator[Row]:
     )
 
 
-def _read_jsonl(path: Path) -> Iterator[Row]:
+def _too_long(path: Path, what: str, max_line_bytes: int) -> TracebankError:
+    return TracebankError(
+        f"{path}{what} is longer than {max_line_bytes / 2**20:g} MiB; if such records are meant, "
+        "raise the limit (tracebank import --max-line-mb)"
+    )
+
+
+def _lines(stream: BinaryIO, max_line_bytes: int) -> Iterator[bytes | bytearray | None]:
+    """Each line; ``None`` for one longer than the limit, having read only a piece past it.
+
+    A line is read in pieces into one growing buffer, so the peak is about the limit (one copy).
+    """
+    while piece := stream.readline(_PIECE):
+        line: bytes | bytearray = piece  # the common case: the whole line in one piece
+        if not piece.endswith(b"\n"):
+            line = bytearray(piece)
+            while not line.endswith(b"\n") and len(line) <= max_line_bytes and (piece := stream.readline(_PIECE)):
+                line += piece
+        if len(line) - line.endswith(b"\n") > max_line_bytes:
+            del line, piece  # free them before the caller raises (the error keeps this frame alive)
+            yield None
+            return
+        yield line
+
+
+def _read_jsonl(path: Path, max_line_bytes: int) -> Iterator[Row]:
     opener = gzip.open if path.name.lower().endswith(".gz") else open
-    with opener(path, "rb") as lines:
-        for number, line in enumerate(lines, start=1):
+    with opener(path, "rb") as stream:
+        for number, line in enumerate(_lines(stream, max_line_bytes), start=1):
+            if line is None:
+                raise _too_long(path, f":{number}: the line", max_line_bytes)
             if not line.strip():
                 continue
             try:
@@ -53,7 +86,9 @@ def _read_jsonl(path: Path) -> Iterator[Row]:
             yield number, row, None
 
 
-def _read_json(path: Path) -> Iterator[Row]:
+def _read_json(path: Path, max_line_bytes: int) -> Iterator[Row]:
+    if path.stat().st_size > max_line_bytes:
+        raise _too_long(path, " (a .json file, read whole; .jsonl is read a line at a time)", max_line_bytes)
     try:
         data = orjson.loads(path.read_bytes())
     except orjson.JSONDecodeError as error:

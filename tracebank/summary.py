@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 from pathlib import Path
 from typing import Any
@@ -89,10 +90,12 @@ def print_summary(console: Console, location: catalog_mod.CatalogLocation, resul
     """After a recipe: what it made, where, and the SQL to look at it."""
     by_kind = {step.kind: result for step, result in results}
     release = by_kind.get("curate")
-    default = catalog_mod.locate(None).home == location.home
+    # The default home, resolved without locate()'s checks: this only decides whether to print --catalog.
+    default = Path(os.environ.get(catalog_mod.CATALOG_ENV) or catalog_mod.DEFAULT_HOME).expanduser().absolute()
+    default = default == location.home
     flag = "" if default else f" --catalog {shlex.quote(str(location.home))}"
     console.print("\n[bold]made[/]")
-    console.print(f"  catalog  {location.home} ({location.backend} metadata, Parquet under data/)")
+    console.print(f"  catalog  {location.home} ({location.backend} metadata, Parquet under {location.data_url})")
     if release is not None:
         console.print(f"  release  {release.dataset}@v{release.version} (DuckLake snapshot {release.snapshot_id})")
     if "card" in by_kind:

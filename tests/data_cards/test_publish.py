@@ -1,3 +1,5 @@
+import os
+
 import datasets
 import orjson
 import pytest
@@ -41,6 +43,9 @@ def test_export_loads_offline_with_datasets(location, released, tmp_path, monkey
     assert yaml.safe_load(readme.split("---")[1])["license"] == "mit"
     assert "(plots/pass_rate.png)" in readme and (tmp_path / "export" / "plots" / "pass_rate.png").stat().st_size > 1000
     assert orjson.loads((tmp_path / "export" / MARKER).read_bytes())["version"] == 1
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "export").stat().st_mode & 0o777 == 0o777 & ~umask  # an ordinary folder, not a private one
 
 
 def test_export_replaces_its_own_folder_but_never_a_foreign_one(location, released, tmp_path):

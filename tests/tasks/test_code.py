@@ -51,6 +51,12 @@ def test_references_are_json_test_specs_or_plain_scripts():
     assert script.entry_point is None and script.test.startswith("assert")
     assert parse_reference(None) is None and parse_reference(" ") is None
     assert parse_reference(json.dumps({"entry_point": "add"})) is None  # no tests
+    for checks_nothing in (
+        "# nothing\n",
+        json.dumps({"test": "  ", "entry_point": "add"}),
+        json.dumps({"test": "# x"}),
+    ):
+        assert parse_reference(checks_nothing) is None, checks_nothing  # no reference, never "correct"
 
 
 def test_a_completion_continues_the_prompt_and_a_whole_function_follows_it():

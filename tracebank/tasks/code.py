@@ -110,11 +110,16 @@ def parse_reference(reference: str | None) -> TestSpec | None:
     try:
         spec = json.loads(reference)
     except ValueError:
-        return TestSpec(test=reference)
-    if not isinstance(spec, dict) or not isinstance(spec.get("test"), str):
+        return TestSpec(test=reference) if _has_code(reference) else None
+    if not isinstance(spec, dict) or not isinstance(spec.get("test"), str) or not _has_code(spec["test"]):
         return None
     entry = spec.get("entry_point")
     return TestSpec(spec["test"], entry if isinstance(entry, str) and entry else None, str(spec.get("prompt") or ""))
+
+
+def _has_code(test: str) -> bool:
+    """Whether a test script holds any statement: a blank or comment-only one checks nothing (no reference)."""
+    return any(line.strip() and not line.strip().startswith("#") for line in test.splitlines())
 
 
 def _defines(code: str, name: str) -> bool:
