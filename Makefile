@@ -21,8 +21,18 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/tracebank run recipes/demo.yaml
 
-test: $(STAMP)
-	$(BIN)/python -m pytest
+# An S3-compatible server (moto) in its own virtualenv, for the tests of catalog data on a bucket:
+# its botocore pins python-dateutil below what tracebank's lock holds.
+S3_VENV ?= .venv-s3
+S3_STAMP := $(S3_VENV)/.installed
+
+$(S3_STAMP):
+	$(PYTHON) -m venv $(S3_VENV)
+	$(S3_VENV)/bin/python -m pip install --quiet "moto[server]==5.2.5"
+	touch $(S3_STAMP)
+
+test: $(STAMP) $(S3_STAMP)
+	TRACEBANK_S3_SERVER_PYTHON=$(abspath $(S3_VENV))/bin/python $(BIN)/python -m pytest
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow"

@@ -21,7 +21,7 @@ import orjson
 import pyarrow as pa
 
 from tracebank import catalog as catalog_mod
-from tracebank import hashing, provenance, records, ui
+from tracebank import hashing, provenance, ray_cluster, records, ui
 from tracebank.builders.base import (
     BACKENDS,
     LOCAL_BACKENDS,
@@ -71,10 +71,15 @@ class BuildConfig:
     price_in: float | None = None  # USD per 1M input tokens (default: builders.budget.PRICES, 0 if local)
     price_out: float | None = None  # USD per 1M output tokens
     options: dict[str, Any] | None = field(default=None)  # backend options, e.g. base_url, concurrency
+    executor: str = "local"  # local | ray: shards the requests to send across Ray tasks (builders.ray_build)
+    ray_address: str | None = None  # executor ray: a running cluster (default $RAY_ADDRESS, else a local Ray)
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
             raise TracebankError(f"unknown backend {self.backend!r}; choose one of {', '.join(BACKENDS)}")
+        ray_cluster.check_executor(self.executor, self.ray_address)
+        if self.executor == "ray" and (self.max_cost_usd is not None or self.max_tokens is not None):
+            raise TracebankError("max_cost_usd and max_tokens are counted by one process: use --executor local")
         if self.policy not in POLICIES:
             raise TracebankError(f"policy {self.policy!r}: choose one of {', '.join(POLICIES)}")
         check_at_least(self, 1, "samples", "batch_size", "limit")
@@ -272,7 +277,12 @@ def build(
         try:
             while pending and not budget.stopped:  # another build may hold some keys: theirs to send
                 to_send, held = _claim(cache, pending, run_id, cfg, tally, sink, row, plan)
-                if to_send:
+                if to_send and cfg.executor == "ray":  # imported here: Ray loads only when a run asks for it
+                    from tracebank.builders.ray_build import generate_on_ray
+
+                    catalog_mod.warm_up(location)
+                    generate_on_ray(teacher, list(_sendable(plan(), set(to_send), {})), cache, sink, row, cfg, tally)
+                elif to_send:
                     teacher = teacher or make_teacher(cfg.backend, cfg.model, cfg.backend_options())
                     inflight: dict[str, Request] = {}
                     sendable = _sendable(plan(), set(to_send), inflight)

@@ -1,4 +1,4 @@
-"""The DuckLake catalog: Parquet data files plus a DuckDB or SQLite metadata database.
+"""The DuckLake catalog: Parquet data files plus a DuckDB, SQLite or PostgreSQL metadata database.
 
 Readers attach read-only (optionally at an earlier snapshot) and get polars DataFrames back.
 Writers take a file lock, write every table of a stage in one DuckLake transaction and commit
@@ -25,13 +25,14 @@ import orjson
 import polars as pl
 import pyarrow as pa
 
-from tracebank import records
-from tracebank.errors import TracebankError
+from tracebank import catalog_postgres, records
+from tracebank.errors import TracebankError, cannot_write
 
 DEFAULT_HOME = ".tracebank"
 CATALOG_ENV = "TRACEBANK_CATALOG"
 LOCK_TIMEOUT_ENV = "TRACEBANK_LOCK_TIMEOUT"
-METADATA_FILES = {"duckdb": "catalog.ducklake", "sqlite": "catalog.sqlite"}
+# The file in the catalog home that marks each backend (for PostgreSQL, a config naming the database).
+METADATA_FILES = {"duckdb": "catalog.ducklake", "sqlite": "catalog.sqlite", "postgres": catalog_postgres.CONFIG_FILE}
 ALIAS = "lake"
 
 # Derived views every reader gets; the tables themselves are queried by name (USE lake).
@@ -84,7 +85,7 @@ VIEWS = {
 
 @dataclass(frozen=True)
 class CatalogLocation:
-    """Where a catalog lives: one directory holding metadata, Parquet data and the request cache."""
+    """Where a catalog lives: one directory holding metadata (or, for PostgreSQL, where it is), data, the cache."""
 
     home: Path
 
@@ -100,8 +101,22 @@ class CatalogLocation:
         return self.home / METADATA_FILES[self.backend]
 
     @property
+    def data_url(self) -> str:
+        """DuckLake's DATA_PATH: an absolute directory or a bucket URL, ending with a separator."""
+        if self.backend == "postgres":
+            return catalog_postgres.PostgresCatalog.load(self.home).data_path
+        return str(self.home / "data") + os.sep
+
+    @property
     def data_path(self) -> Path:
-        return self.home / "data"
+        """The local directory holding the Parquet data (for code that writes files itself)."""
+        url = self.data_url
+        if catalog_postgres.is_remote(url):
+            raise TracebankError(
+                f"the catalog at {self.home} keeps its data at {url}; this step writes Parquet files itself "
+                "and needs a catalog whose data path is a local directory"
+            )
+        return Path(url)
 
     @property
     def request_cache(self) -> Path:
@@ -122,7 +137,58 @@ def locate(catalog: str | os.PathLike[str] | None = None) -> CatalogLocation:
     path is made absolute here, once.
     """
     raw = catalog or os.environ.get(CATALOG_ENV) or DEFAULT_HOME
-    return CatalogLocation(Path(raw).expanduser().absolute())
+    home = Path(raw).expanduser().absolute()
+    _check_home(home)
+    return CatalogLocation(home)
+
+
+# Where no catalog, card or published dataset may go: writing there could break the system. Inside
+# these, nothing; these themselves only (a project may live in /usr/src/app or /home/me).
+SYSTEM_TREES = tuple(Path(p) for p in (
+    "/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/proc", "/sbin", "/sys",
+    "/usr/bin", "/usr/include", "/usr/lib", "/usr/lib32", "/usr/lib64", "/usr/libexec", "/usr/sbin", "/usr/share",
+))  # fmt: skip
+SYSTEM_DIRS = tuple(Path(p) for p in ("/", "/home", "/media", "/mnt", "/opt", "/run", "/srv", "/usr", "/usr/local",
+                                      "/var"))  # fmt: skip
+
+
+def refuse_system_path(path: Path, what: str) -> Path:
+    """``path`` with links and '..' resolved; a system directory, or a place inside a system tree, is refused."""
+    real = Path(os.path.realpath(path))
+    if real in SYSTEM_DIRS or any(real == tree or tree in real.parents for tree in SYSTEM_TREES):
+        raise TracebankError(f"{what} {path} is {real}, a system location: choose a directory of your own")
+    return real
+
+
+def _own_entry(name: str) -> bool:
+    """Whether a name in a catalog's home is one of the catalog's own (the home may hold other things)."""
+    return name in ("data", "cards", "write.lock") or name.startswith(("catalog.", "requests.sqlite"))
+
+
+def _check_home(home: Path) -> None:
+    """A catalog home is a directory outside system locations, and none of its own files links outside
+    it: readers would read, and cleanup delete, files that belong to something else."""
+    real = refuse_system_path(home, "the catalog")
+    if not home.exists():
+        return
+    if not home.is_dir():
+        raise TracebankError(f"the catalog {home} is a file, not a directory: point --catalog at a directory")
+    stack, top = [home], True
+    while stack:
+        with os.scandir(stack.pop()) as entries:
+            for entry in entries:
+                if top and not _own_entry(entry.name):
+                    continue
+                if entry.is_symlink():
+                    target = Path(os.path.realpath(entry.path))
+                    if target != real and real not in target.parents:
+                        raise TracebankError(
+                            f"{entry.path} in the catalog links to {target}, outside the catalog: "
+                            "replace the link with the files themselves (or point --catalog at where they are)"
+                        )
+                elif entry.is_dir(follow_symlinks=False):
+                    stack.append(Path(entry.path))
+        top = False
 
 
 def _extension(package: str, name: str) -> Path:
@@ -152,6 +218,8 @@ def _loaded(backend: str) -> duckdb.DuckDBPyConnection:
         con.execute(f"LOAD {_quote(_extension('duckdb_extension_ducklake', 'ducklake'))}")
         if backend == "sqlite":
             con.execute(f"LOAD {_quote(_extension('duckdb_extension_sqlite_scanner', 'sqlite_scanner'))}")
+        if backend == "postgres":
+            con.execute(f"LOAD {_quote(_extension('duckdb_extension_postgres_scanner', 'postgres_scanner'))}")
     except BaseException:
         con.close()
         raise
@@ -189,33 +257,57 @@ def _connect(
         try:
             con = _loaded(backend)
         except duckdb.Error as error:
-            raise _explain(location, error, snapshot) from None
+            raise _explain(location, error, snapshot, backend) from None
     try:
-        prefix = "sqlite:" if backend == "sqlite" else ""
-        options = [f"DATA_PATH {_quote(str(location.data_path) + os.sep)}"]
+        target, data_url = _target(location, backend)
+        if catalog_postgres.is_remote(data_url):
+            _open_object_store(con)
+        options = [f"DATA_PATH {_quote(data_url)}"]
         if read_only:
             options.append("READ_ONLY")
         if snapshot is not None:
             options.append(f"SNAPSHOT_VERSION {int(snapshot)}")
-        metadata = location.home / METADATA_FILES[backend]
-        con.execute(f"ATTACH {_quote('ducklake:' + prefix + str(metadata))} AS {ALIAS} ({', '.join(options)})")
+        con.execute(f"ATTACH {_quote(target)} AS {ALIAS} ({', '.join(options)})")
         con.execute(f"USE {ALIAS}")
     except duckdb.Error as error:
         con.close()
-        raise _explain(location, error, snapshot) from None
+        raise _explain(location, error, snapshot, backend) from None
+    except BaseException:
+        con.close()
+        raise
     return con
+
+
+def _target(location: CatalogLocation, backend: str) -> tuple[str, str]:
+    """What DuckLake attaches (``ducklake:`` + metadata database) and its DATA_PATH."""
+    if backend == "postgres":
+        config = catalog_postgres.PostgresCatalog.load(location.home)
+        return f"ducklake:{catalog_postgres.PREFIX}{config.dsn}", config.data_path
+    prefix = "sqlite:" if backend == "sqlite" else ""
+    return f"ducklake:{prefix}{location.home / METADATA_FILES[backend]}", location.data_url
+
+
+def _open_object_store(con: duckdb.DuckDBPyConnection) -> None:
+    """Let ``con`` read and write a bucket: httpfs from its pip package, credentials from the environment."""
+    con.execute(f"LOAD {_quote(_extension('duckdb_extension_httpfs', 'httpfs'))}")
+    secret = catalog_postgres.object_store_secret(os.environ)
+    if secret:
+        # A TEMPORARY secret lives in this connection only: credentials are never written anywhere.
+        con.execute(f"CREATE TEMPORARY SECRET tracebank_store ({secret})")
 
 
 class _Busy(Exception):
     """The metadata database is locked by another process (DuckDB-file catalogs)."""
 
 
-def _explain(location: CatalogLocation, error: duckdb.Error, snapshot: int | None) -> Exception:
+def _explain(location: CatalogLocation, error: duckdb.Error, snapshot: int | None, backend: str) -> Exception:
     text = str(error)
-    if "lock" in text.lower() or "already attached" in text:
-        return _Busy(text.splitlines()[0])
     if snapshot is not None and "snapshot" in text.lower():
         return TracebankError(f"snapshot {snapshot} does not exist in the catalog at {location.home}")
+    if backend == "postgres":  # PostgreSQL handles its own concurrency: nothing here is a file lock to wait on
+        return catalog_postgres.explain(catalog_postgres.PostgresCatalog.load(location.home).dsn, error)
+    if "lock" in text.lower() or "already attached" in text:
+        return _Busy(text.splitlines()[0])
     return TracebankError(f"cannot open the catalog at {location.home}: {text.splitlines()[0]}")
 
 
@@ -333,7 +425,22 @@ def ensure_writable(location: CatalogLocation) -> None:
 
 @contextmanager
 def _write_lock(location: CatalogLocation) -> Iterator[None]:
-    """One writer at a time: the second waits up to $TRACEBANK_LOCK_TIMEOUT s, then fails clearly."""
+    """One writer at a time: the second waits up to $TRACEBANK_LOCK_TIMEOUT s, then fails clearly.
+
+    DuckDB and SQLite catalogs lock a file in the catalog home; a PostgreSQL catalog, whose writers
+    may run on other machines, takes an advisory lock in its database.
+    """
+    if location.backend == "postgres":
+        dsn = catalog_postgres.PostgresCatalog.load(location.home).dsn
+        with catalog_postgres.write_lock(_loaded("postgres"), dsn, lock_timeout(), LOCK_TIMEOUT_ENV):
+            yield
+    else:
+        with _file_lock(location):
+            yield
+
+
+@contextmanager
+def _file_lock(location: CatalogLocation) -> Iterator[None]:
     timeout = lock_timeout()
     fd = os.open(location.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
@@ -357,10 +464,22 @@ def _write_lock(location: CatalogLocation) -> Iterator[None]:
         os.close(fd)  # closing the descriptor releases the lock
 
 
-def init(location: CatalogLocation, backend: str = "duckdb") -> bool:
-    """Create the catalog and its tables; returns False if it already existed."""
+def init(
+    location: CatalogLocation, backend: str = "duckdb", metadata: str | None = None, data_path: str | None = None
+) -> bool:
+    """Create the catalog and its tables; returns False if it already existed.
+
+    A PostgreSQL catalog (``metadata``: a libpq connection string) may already exist in its database,
+    made from another machine: then this home joins it, taking the data path the catalog records.
+    """
     if backend not in METADATA_FILES:
         raise TracebankError(f"unknown catalog backend {backend!r}; choose one of {', '.join(METADATA_FILES)}")
+    if backend == "postgres":
+        return _init_postgres(location, metadata, data_path)
+    if metadata is not None or data_path is not None:
+        raise TracebankError(
+            f"--metadata and --data-path are for --backend postgres; a {backend} catalog keeps both in {location.home}"
+        )
     if location.exists():
         if location.backend != backend:
             raise TracebankError(f"{location.home} already holds a {location.backend} catalog")
@@ -379,6 +498,48 @@ def init(location: CatalogLocation, backend: str = "duckdb") -> bool:
                 (location.home / leftover).unlink(missing_ok=True)  # no half-made catalog
             raise
     return True
+
+
+def _init_postgres(location: CatalogLocation, metadata: str | None, data_path: str | None) -> bool:
+    if metadata is None:
+        raise TracebankError(f"--backend postgres needs --metadata '{catalog_postgres.EXAMPLE}'")
+    dsn = catalog_postgres.check_dsn(metadata)
+    wanted = catalog_postgres.check_data_path(data_path) if data_path is not None else None
+    if location.exists():
+        if location.backend != "postgres":
+            raise TracebankError(f"{location.home} already holds a {location.backend} catalog")
+        recorded = catalog_postgres.PostgresCatalog.load(location.home)
+        if recorded.dsn != dsn or wanted not in (None, recorded.data_path):
+            raise TracebankError(
+                f"{location.home} already points at the PostgreSQL catalog {recorded.dsn!r} with data at "
+                f"{recorded.data_path}; use another --catalog directory for another catalog"
+            )
+        return False
+    probe = _loaded("postgres")
+    try:
+        stored = catalog_postgres.stored_data_path(probe, dsn)
+    finally:
+        probe.close()
+    if stored is not None and wanted not in (None, stored):
+        raise TracebankError(
+            f"the PostgreSQL catalog ({dsn}) already keeps its data at {stored}: pass that --data-path or leave it out"
+        )
+    ensure_writable(location)
+    config = catalog_postgres.PostgresCatalog(dsn, stored or wanted or str(location.home / "data"))
+    config.save(location.home)
+    try:
+        with _write_lock(location):
+            con = _attach(location, read_only=False)
+            try:
+                if stored is None:
+                    con.execute(f"CALL {ALIAS}.set_option('data_inlining_row_limit', 0)")  # data lives in Parquet
+                _create_tables(con, "tracebank init")
+            finally:
+                con.close()
+    except BaseException:
+        (location.home / catalog_postgres.CONFIG_FILE).unlink(missing_ok=True)  # no home pointing at nothing
+        raise
+    return stored is None
 
 
 def _create_tables(con: duckdb.DuckDBPyConnection, message: str) -> None:
@@ -458,8 +619,13 @@ def writing(location: CatalogLocation, message: str, extra: dict[str, Any] | Non
                     [writer.message, orjson.dumps(extra or {}).decode()],
                 )
                 con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
+            except BaseException as error:
+                with contextlib.suppress(duckdb.Error):  # after a failed COMMIT there is nothing to roll back
+                    con.execute("ROLLBACK")
+                if isinstance(error, duckdb.IOException) and catalog_postgres.is_remote(location.data_url):
+                    raise catalog_postgres.object_store_error(location.data_url, error) from None
+                if isinstance(error, (duckdb.IOException, OSError)):  # a full or read-only disk
+                    raise cannot_write(f"the catalog at {location.home}", error) from None
                 raise
             after = int(con.execute(f"SELECT id FROM {ALIAS}.current_snapshot()").fetchone()[0])
             writer.snapshot = after if after != writer.snapshot_before else None
