@@ -15,7 +15,9 @@ import jinja2
 from tracebank import catalog as catalog_mod
 from tracebank.data_cards.plots import render_plots
 from tracebank.errors import TracebankError
+from tracebank.release_metrics import MEMORIZATION_QUANTILES
 from tracebank.releases import ReleaseRef, resolve
+from tracebank.rounds import round_history
 from tracebank.tasks import get_task
 
 SIZE_CATEGORIES = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")]
@@ -87,7 +89,9 @@ def card_context(cat: catalog_mod.Catalog, release: dict[str, Any]) -> dict[str,
         "filters": filters,
         "correctness": correctness,
         "chunks": chunks,
+        "rounds": closed_loop_rounds(cat, release),
         "diversity": diversity_tables(metrics),
+        "memorization": memorization_table(metrics),
         "samples": samples,
         "policy_text": release["policy"].strip(),
     }
@@ -130,6 +134,20 @@ def diversity_tables(metrics: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def memorization_table(metrics: list[dict[str, Any]]) -> dict[str, Any]:
+    """The stored ``memorization`` release metrics: one row per quantile or count, scopes as columns."""
+    rows = [m for m in metrics if m["metric"] == "memorization"]
+    scopes = sorted({m["split"] for m in rows}, key=lambda s: (SCOPE_ORDER.get(s, 2), s))
+    value = {(m["split"], m["key"]): m["value"] for m in rows}
+    keys = [f"{name}_p{q}" for name, quantiles in MEMORIZATION_QUANTILES for q in quantiles]
+    return {
+        "scopes": scopes,
+        "quantiles": [(key, {scope: value.get((scope, key)) for scope in scopes}) for key in keys],
+        "counts": [(key, {scope: value.get((scope, key)) for scope in scopes}) for key in ("scored", "over_threshold")],
+        "kept_over": int(value.get(("all", "over_threshold")) or 0),
+    }
+
+
 def _has_table(cat: catalog_mod.Catalog, name: str) -> bool:
     """Catalogs made before a table existed lack it until their next write."""
     return bool(
@@ -137,6 +155,23 @@ def _has_table(cat: catalog_mod.Catalog, name: str) -> bool:
             "SELECT count(*) FROM information_schema.tables WHERE table_catalog = 'lake' AND table_name = ?", [name]
         )
     )
+
+
+def closed_loop_rounds(cat: catalog_mod.Catalog, release: dict[str, Any]) -> list[dict[str, Any]]:
+    """The dataset's closed-loop rounds as stored at the release (``tracebank round``): per round the
+    student's pool accuracy with its 95% interval, the prompts it failed, the round's teacher traces,
+    how many verified, and how many of them this release keeps."""
+    history = round_history(cat, release["dataset"])
+    if not history:
+        return []  # and a catalog from before traces.round is never asked for it
+    kept = dict(
+        cat.con.execute(
+            "SELECT t.round, count(*) FROM decisions d JOIN traces t ON t.trace_id = d.trace_id "
+            "WHERE d.dataset = ? AND d.version = ? AND d.keep AND t.round IS NOT NULL GROUP BY t.round",
+            [release["dataset"], release["version"]],
+        ).fetchall()
+    )
+    return [{**row, "student_name": Path(row["student"]).name, "kept": kept.get(row["round"], 0)} for row in history]
 
 
 def _clip(text: str, limit: int) -> str:

@@ -15,8 +15,9 @@ A policy YAML looks like::
     splits: {train: 0.9, test: 0.1}
     use_split_hints: false       # true: a prompt's split_hint, when it names a split, wins
 
-Predicates see every trace column, the prompt's ``task``, ``reference`` and ``split_hint``, and
-one struct per filter (``correctness.passed``, ``correctness.reason``, ``correctness.correct``, ...).
+Predicates see every trace column (closed-loop ones too: ``round``, ``hinted``, ``lineage``), the
+prompt's ``task``, ``reference`` and ``split_hint``, and one struct per filter
+(``correctness.passed``, ``correctness.reason``, ``correctness.correct``, ...).
 A filter that has not scored a trace is NULL there, and a NULL predicate does not match.
 Splits are assigned per prompt from a hash of its id: no prompt is ever in two splits. Every
 kept-by-rule trace's ``rank`` (the order in which it fills its prompt's quota) is stored with its

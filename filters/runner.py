@@ -20,7 +20,7 @@ import polars as pl
 import pyarrow as pa
 
 from tracebank import catalog as catalog_mod
-from tracebank import provenance, records
+from tracebank import provenance, ray_cluster, records
 from tracebank.errors import TracebankError
 from tracebank.filters.base import Scorer, check_reads, make_scorer, to_scores
 from tracebank.filters.chunking import CHUNK_COLUMNS, Chunking
@@ -29,8 +29,10 @@ from tracebank.filters.correctness import Correctness
 from tracebank.filters.decontam import Decontamination
 from tracebank.filters.drift import Drift
 from tracebank.filters.duplicates import ExactDuplicate
+from tracebank.filters.hint_leak import HintLeak
 from tracebank.filters.insecure_code import InsecureCode
 from tracebank.filters.links import Links
+from tracebank.filters.memorization import Memorization
 from tracebank.filters.near_dup import NearDuplicate
 from tracebank.filters.perplexity import Perplexity
 from tracebank.filters.phishing import Phishing
@@ -46,8 +48,10 @@ FILTERS: dict[str, type] = {
     "decontam": Decontamination,
     "drift": Drift,
     "exact_dup": ExactDuplicate,
+    "hint_leak": HintLeak,
     "insecure_code": InsecureCode,
     "links": Links,
+    "memorization": Memorization,
     "near_dup": NearDuplicate,
     "perplexity": Perplexity,
     "phishing": Phishing,
@@ -61,6 +65,7 @@ DEFAULT_FILTERS = ("correctness", "exact_dup")
 
 INPUT_SQL = """
 SELECT t.trace_id, t.prompt_id, t.policy, t.model, t.strategy, t.rationale, t.answer, t.finish_reason,
+       t.round, t.hinted, t.lineage,
        p.task, p.messages, p.reference,
        (SELECT CAST(max(s.value) AS TINYINT) FROM scores s
         WHERE s.trace_id = t.trace_id AND s.filter = 'correctness' AND s.metric = 'correct') AS correct
@@ -82,10 +87,13 @@ class ScoreConfig:
     dataset: str
     filters: tuple[str, ...] = DEFAULT_FILTERS
     options: dict[str, dict[str, Any]] = field(default_factory=dict)  # filter -> its settings (Scorer.Options)
+    executor: str = "local"  # local | ray: per-trace filters on Ray Data (filters.ray_exec), same scores
+    ray_address: str | None = None  # executor ray: a running cluster (default $RAY_ADDRESS, else a local Ray)
 
     def __post_init__(self) -> None:
         if not self.filters:
             raise TracebankError("name at least one filter")
+        ray_cluster.check_executor(self.executor, self.ray_address)
         object.__setattr__(self, "filters", expand_groups(self.filters))  # "safety" -> its scorers
         unknown = [f for f in self.filters if f not in FILTERS]
         if unknown:
@@ -223,11 +231,15 @@ def score(location: catalog_mod.CatalogLocation, cfg: ScoreConfig) -> ScoreResul
             check_reads(scorer, inputs)
             if hasattr(scorer, "prepare"):
                 scorer.prepare(cat, cfg.dataset)
-    new = (
-        _run_scorers(scorers, inputs, cfg, run_id, started_at)
-        if inputs.num_rows
-        else pl.from_arrow(records.SCORES.empty_table())
-    )
+    catalog_mod.ensure_writable(location)  # a read-only catalog is refused before the scorers' work, not after
+    if not inputs.num_rows:
+        new = pl.from_arrow(records.SCORES.empty_table())
+    elif cfg.executor == "ray":  # imported here: Ray loads only when a run asks for it
+        from tracebank.filters.ray_exec import run_scorers_on_ray
+
+        new = run_scorers_on_ray(scorers, inputs, cfg, run_id, started_at, location.home)
+    else:
+        new = _run_scorers(scorers, inputs, cfg, run_id, started_at)
     outputs = _outputs(scorers, cfg.dataset, run_id) if inputs.num_rows else {}
     marks = ",".join("?" * len(cfg.filters))
     with catalog_mod.writing(

@@ -13,7 +13,7 @@ import yaml
 from rich.table import Table
 
 from tracebank import catalog as catalog_mod
-from tracebank import cli_benchmarks, cli_train
+from tracebank import cli_augment, cli_benchmarks, cli_hints, cli_loop, cli_train
 from tracebank.cli_options import CatalogOption
 from tracebank.config import make, overlay
 from tracebank.errors import TracebankError
@@ -31,18 +31,32 @@ app.add_typer(cli_train.train_app, name="train")
 app.add_typer(cli_benchmarks.benchmark_app, name="benchmark")
 app.command()(cli_train.pairs)
 app.command("eval")(cli_train.eval_cmd)
+app.command("augment")(cli_augment.augment_cmd)
+app.command("round")(cli_loop.round_cmd)
+app.command("rationalize")(cli_hints.rationalize_cmd)
 
 
 @app.command()
 def init(
     catalog: CatalogOption = None,
     backend: Annotated[
-        str, typer.Option(help="Metadata database: duckdb (one writer) or sqlite (readers during writes).")
+        str,
+        typer.Option(
+            help="Metadata database: duckdb (one writer), sqlite (readers during writes) or postgres (teams)."
+        ),
     ] = "duckdb",
+    metadata: Annotated[
+        str | None,
+        typer.Option(help="postgres: libpq connection string, e.g. 'dbname=tracebank host=db user=me' (no password)."),
+    ] = None,
+    data_path: Annotated[
+        str | None,
+        typer.Option(help="postgres: where the Parquet data lives: a local directory or s3://bucket/prefix."),
+    ] = None,
 ) -> None:
-    """Create an empty catalog."""
+    """Create an empty catalog, or point this catalog home at an existing PostgreSQL catalog."""
     location = catalog_mod.locate(catalog)
-    created = catalog_mod.init(location, backend)
+    created = catalog_mod.init(location, backend, metadata, data_path)
     out.print(f"{'created' if created else 'found existing'} {location.backend} catalog at {location.home}")
 
 
@@ -61,12 +75,15 @@ def import_cmd(
     model: Annotated[str, typer.Option(help="Model name for traces when the map names none.")] = "imported",
     limit: Annotated[int | None, typer.Option(help="Import only the first N rows.")] = None,
     split: Annotated[str | None, typer.Option(help="Split of an HF DatasetDict directory to read.")] = None,
+    max_line_mb: Annotated[float, typer.Option(help="Refuse a JSONL line (or .json file) longer than this.")] = 64.0,
     catalog: CatalogOption = None,
 ) -> None:
     """Import prompts, or prompts with recorded traces, into a dataset."""
     from tracebank.importer import ColumnMap, ImportConfig, import_data
 
-    cfg = ImportConfig(path, dataset, ColumnMap.parse(column_map), task, split_hint, policy, model, limit, split)
+    cfg = ImportConfig(
+        path, dataset, ColumnMap.parse(column_map), task, split_hint, policy, model, limit, split, max_line_mb
+    )
     out.print(describe(import_data(catalog_mod.locate(catalog), cfg)))
 
 
@@ -111,6 +128,12 @@ def build_cmd(
     retry_failed: Annotated[
         bool, typer.Option("--retry-failed", help="Send again requests that failed for good before (HTTP 400, ...).")
     ] = False,
+    executor: Annotated[
+        str | None, typer.Option(help="local, or ray: send from Ray workers sharing the request cache.")
+    ] = None,
+    ray_address: Annotated[
+        str | None, typer.Option(help="--executor ray: a running Ray cluster (default $RAY_ADDRESS, else a local Ray).")
+    ] = None,
     config: Annotated[
         Path | None, typer.Option("--config", help="YAML file of build settings (flags override it).")
     ] = None,
@@ -141,8 +164,17 @@ def parse_filter_options(items: list[str]) -> dict[str, dict[str, Any]]:
         filter_name, dot, key = name.partition(".")
         if not sep or not dot or not filter_name or not key:
             raise TracebankError(f"--option {item!r}: expected FILTER.KEY=VALUE, e.g. near_dup.threshold=0.8")
-        options.setdefault(filter_name, {})[key] = yaml.safe_load(value)
+        options.setdefault(filter_name, {})[key] = yaml_value("--option", item, value)
     return options
+
+
+def yaml_value(flag: str, item: str, value: str) -> Any:
+    """A flag's value read as YAML (numbers, lists); text that is not YAML is one clear error."""
+    try:
+        return yaml.safe_load(value)
+    except yaml.YAMLError as error:
+        problem = getattr(error, "problem", None) or type(error).__name__
+        raise TracebankError(f"{flag} {item!r}: the value is not valid YAML ({problem}); quote it") from None
 
 
 @app.command("score")
@@ -157,12 +189,17 @@ def score_cmd(
     option: Annotated[
         list[str] | None, typer.Option("--option", help="A filter setting, FILTER.KEY=VALUE (repeatable).")
     ] = None,
+    executor: Annotated[str, typer.Option(help="local, or ray: per-trace filters on Ray Data, same scores.")] = "local",
+    ray_address: Annotated[
+        str | None, typer.Option(help="--executor ray: a running Ray cluster (default $RAY_ADDRESS, else a local Ray).")
+    ] = None,
     catalog: CatalogOption = None,
 ) -> None:
     """Score every trace of a dataset with filters; store each score with its reason."""
     from tracebank.filters.runner import DEFAULT_FILTERS, ScoreConfig, score
 
-    cfg = ScoreConfig(dataset, tuple(filters or DEFAULT_FILTERS), parse_filter_options(option or []))
+    filter_options = parse_filter_options(option or [])
+    cfg = ScoreConfig(dataset, tuple(filters or DEFAULT_FILTERS), filter_options, executor, ray_address)
     result = score(catalog_mod.locate(catalog), cfg)
     table = Table("filter", "traces", "passed", "failed", "not judged", "changed", title=f"scores of {dataset}")
     for s in result.filters:
@@ -276,6 +313,8 @@ def card(
     from tracebank.data_cards.render import render_card
     from tracebank.releases import ReleaseRef
 
+    if out_dir is not None:
+        catalog_mod.refuse_system_path(out_dir, "--out")
     path = render_card(catalog_mod.locate(catalog), ReleaseRef.parse(release), out_dir, license)
     out.print(f"wrote {path}")
 
@@ -325,7 +364,7 @@ def run(
         name, sep, value = item.partition("=")
         if not sep or not name:
             raise TracebankError(f"--set {item!r}: expected name=value")
-        overrides[name] = yaml.safe_load(value)
+        overrides[name] = yaml_value("--set", item, value)
     location = catalog_mod.locate(catalog)
     results = run_recipe(location, recipe, overrides, on_step=lambda n, step, result: print_step(out, n, step, result))
     print_summary(out, location, results)

@@ -2,9 +2,9 @@
 
 A recipe names a dataset, optional ``vars`` (overridable with ``--set name=value``) and ordered
 steps: ``import``, ``build``, ``score``, ``curate``, ``card``, ``pairs``, ``train_sft``,
-``train_orpo``, ``train_dpo``, ``eval``. Each step's keys are the fields of that stage's config;
-pairing, training and evaluation default to the dataset's latest release. Every step is
-validated before the first one runs.
+``train_orpo``, ``train_dpo``, ``eval``, ``loop`` (closed-loop rounds: ``tracebank.loop``). Each
+step's keys are the fields of that stage's config; pairing, training and evaluation default to the
+dataset's latest release. Every step is validated before the first one runs.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from tracebank.errors import TracebankError
 from tracebank.filters.policy import Policy
 from tracebank.filters.runner import ScoreConfig, score
 from tracebank.importer import ColumnMap, ImportConfig, import_data
+from tracebank.loop import loop_step
 from tracebank.releases import ReleaseRef, curate
 from tracebank.train.evaluate import EvalConfig, evaluate
 from tracebank.train.pairs import PairsConfig, build_pairs
@@ -84,8 +85,14 @@ def _build_step(dataset: str, options: dict[str, Any], where: str) -> Step:
 
 
 def _score_step(dataset: str, options: dict[str, Any], where: str) -> Step:
-    options = check_keys(options, {"filters", "options"}, where)
-    cfg = ScoreConfig(dataset, tuple(options.get("filters", ScoreConfig.filters)), options.get("options") or {})
+    options = check_keys(options, {"filters", "options", "executor", "ray_address"}, where)
+    cfg = ScoreConfig(
+        dataset,
+        tuple(options.get("filters", ScoreConfig.filters)),
+        options.get("options") or {},
+        options.get("executor", ScoreConfig.executor),
+        options.get("ray_address"),
+    )
     return Step("score", lambda location: score(location, cfg), f"score with {', '.join(cfg.filters)}")
 
 
@@ -186,10 +193,12 @@ def load_recipe(path: str | Path, overrides: dict[str, Any] | None = None) -> tu
             raise TracebankError(f"{where}: options must be a mapping")
         if kind == "curate":
             loaded.append(_curate_step(dataset, options, where, path.parent))
+        elif kind == "loop":
+            loaded.append(Step("loop", *loop_step(dataset, options, where, path.parent)))
         elif kind in makers:
             loaded.append(makers[kind](dataset, options, where))
         else:
-            raise TracebankError(f"{where}: unknown step kind; kinds are {', '.join([*makers, 'curate'])}")
+            raise TracebankError(f"{where}: unknown step kind; kinds are {', '.join([*makers, 'curate', 'loop'])}")
     return dataset, loaded
 
 

@@ -17,6 +17,10 @@ a split of the release, ``all`` (every kept trace) or ``input`` (every trace the
 - ``contaminated_traces``/``contaminated_prompts``: per benchmark (``key``), from ``decontam``.
 - ``safety_flagged``: traces a safety filter flagged (``key`` the filter; ``any``: by at least one), for
   every filter that scored the dataset's traces with a ``flagged`` metric (``filters.safety``).
+- ``memorization``: from ``filters.memorization``, quantiles of ``risk`` and ``overlap`` (``key``
+  ``risk_p50``, ``_p90``, ``_p99``) and of ``zlib_ratio`` (low is risky: ``zlib_ratio_p1``, ``_p10``,
+  ``_p50``; continuous quantiles, as numpy's default), ``scored`` (traces with a risk) and
+  ``over_threshold`` (traces whose risk reached the scorer's threshold: ``passed`` false).
 """
 
 from __future__ import annotations
@@ -99,6 +103,22 @@ SELECT s.scope, 'safety_flagged', 'any', count(DISTINCT s.trace_id) FILTER (WHER
 FROM _scoped s JOIN scored f USING (trace_id) GROUP BY ALL
 """
 
+MEMORIZATION_QUANTILES = (("risk", (50, 90, 99)), ("overlap", (50, 90, 99)), ("zlib_ratio", (1, 10, 50)))
+MEMORIZATION_SQL = (
+    "WITH scored AS (SELECT trace_id, metric, value, passed FROM scores "
+    "WHERE dataset = $dataset AND filter = 'memorization' AND value IS NOT NULL)\n"
+    + "UNION ALL\n".join(
+        f"SELECT s.scope, 'memorization', '{metric}_p{q}', quantile_cont(f.value, {q / 100}) "
+        f"FROM _scoped s JOIN scored f USING (trace_id) WHERE f.metric = '{metric}' GROUP BY ALL\n"
+        for metric, quantiles in MEMORIZATION_QUANTILES
+        for q in quantiles
+    )
+    + "UNION ALL\nSELECT s.scope, 'memorization', 'scored', count(*) FROM _scoped s JOIN scored f USING (trace_id) "
+    "WHERE f.metric = 'risk' GROUP BY ALL\n"
+    "UNION ALL\nSELECT s.scope, 'memorization', 'over_threshold', count(*) FILTER (WHERE NOT f.passed) "
+    "FROM _scoped s JOIN scored f USING (trace_id) WHERE f.metric = 'risk' GROUP BY ALL"
+)
+
 
 def _distinct(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str, str | None, float]]:
     """distinct-1/2/3 per scope on its hash sample (word n-grams as ``filters.text`` makes them)."""
@@ -139,7 +159,7 @@ def compute(con: duckdb.DuckDBPyConnection, dataset: str, version: int) -> pa.Ta
     rows = _distinct(con)
     for sql in (ENTROPY_SQL, STRATEGY_SQL):
         rows += con.execute(sql).fetchall()
-    for sql in (CLUSTERS_SQL, CONTAMINATION_SQL, SAFETY_SQL):
+    for sql in (CLUSTERS_SQL, CONTAMINATION_SQL, SAFETY_SQL, MEMORIZATION_SQL):
         rows += con.execute(sql, {"dataset": dataset}).fetchall()
     rows += _pairwise(con, dataset)
     con.execute("DROP TABLE _scoped")

@@ -46,6 +46,7 @@ class EvalConfig:
     max_new_tokens: int = 256
     temperature: float = 0.0  # 0: greedy
     batch_size: int = 8
+    round: int | None = None  # closed-loop round this eval belongs to (0: the student before any round)
 
     def __post_init__(self) -> None:
         if (self.release is None) == (self.dataset is None) or (self.dataset is None) != (self.split_hint is None):
@@ -53,6 +54,7 @@ class EvalConfig:
         if self.release is not None:
             ReleaseRef.parse(self.release)
         check_at_least(self, 1, "limit", "max_new_tokens", "batch_size")
+        check_at_least(self, 0, "round")
         SamplingParams(self.temperature, 1.0, self.max_new_tokens)  # validates the sampling values
 
 
@@ -91,7 +93,8 @@ def _verify(rows: list[dict], prompts: list[dict]) -> None:
             rows[i]["correct"], rows[i]["reason"] = verdict.correct, verdict.reason
 
 
-def _student_name(student: str) -> str:
+def student_name(student: str) -> str:
+    """How evals, runs and lineage name a student: a directory by its absolute path, else its name."""
     path = Path(student).expanduser()
     return str(path.absolute()) if path.is_dir() else student
 
@@ -112,7 +115,7 @@ def evaluate(location: catalog_mod.CatalogLocation, cfg: EvalConfig, teacher: Te
             name = dataset
     if not prompts:
         raise TracebankError(f"{name} has no prompts in split {split!r}")
-    student = _student_name(cfg.student)
+    student = student_name(cfg.student)
     requests = plan_requests(prompts, student, SamplingParams(cfg.temperature, 1.0, cfg.max_new_tokens), samples=1)
     teacher = teacher or make_teacher("transformers", student, {"batch_size": cfg.batch_size})
     responses = {}
@@ -127,7 +130,7 @@ def evaluate(location: catalog_mod.CatalogLocation, cfg: EvalConfig, teacher: Te
             "eval_run": run_id, "dataset": dataset, "version": version, "split": split, "student": student,
             "prompt_id": prompt["prompt_id"], "completion": text,
             "answer": get_task(prompt["task"]).parse(text) if text else None,
-            "completion_tokens": responses[request.key].completion_tokens, "created_at": now, "round": None,
+            "completion_tokens": responses[request.key].completion_tokens, "created_at": now, "round": cfg.round,
         })  # fmt: skip
     _verify(rows, prompts)
     verdicts = [r["correct"] for r in rows if r["correct"] is not None]
