@@ -108,6 +108,19 @@ class RequestCache:
                 found[key] = Response.from_json(payload)
         return found
 
+    def count_since(self, since: float) -> int:
+        """How many responses were cached at or after ``since`` (a ``time.time()``)."""
+        return int(self.db.execute("SELECT count(*) FROM responses WHERE created_at >= ?", [since]).fetchone()[0])
+
+    def keys_since(self, keys: Iterable[str], since: float) -> set[str]:
+        """Those of ``keys`` cached at or after ``since``: what a build's own workers have finished."""
+        keys, found = list(keys), set()
+        for start in range(0, len(keys), _CHUNK):
+            chunk = keys[start : start + _CHUNK]
+            sql = f"SELECT key FROM responses WHERE created_at >= ? AND key IN ({','.join('?' * len(chunk))})"
+            found.update(key for (key,) in self.db.execute(sql, [since, *chunk]))
+        return found
+
     def put(self, response: Response) -> None:
         self.put_many([response])
 

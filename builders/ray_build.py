@@ -85,7 +85,7 @@ def _wait(ray: Any, pending: list[Any], cache: RequestCache, total: int, started
                     outcomes.append(ray.get(ref))
                 except Exception as error:  # every shard settles before the build says why
                     failure = failure or error
-            bar.update(0, completed=_finished_since(cache, started), status=f"{len(pending)}/{len(refs)} shards left")
+            bar.update(0, completed=cache.count_since(started), status=f"{len(pending)}/{len(refs)} shards left")
     if failure is not None:
         cause = getattr(failure, "cause", None)
         why = cause if isinstance(cause, TracebankError) else f"a Ray task failed ({type(failure).__name__}: {failure})"
@@ -93,18 +93,6 @@ def _wait(ray: Any, pending: list[Any], cache: RequestCache, total: int, started
             f"{why}. The responses that finished are saved in the request cache: a rerun will not send them again"
         ) from None
     return outcomes
-
-
-def _finished_since(cache: RequestCache, started: float, keys: list[str] | None = None) -> Any:
-    """Responses cached since ``started`` (by this build's workers): how many, or which of ``keys``."""
-    if keys is None:
-        return cache.db.execute("SELECT count(*) FROM responses WHERE created_at >= ?", [started]).fetchone()[0]
-    found: set[str] = set()
-    for start in range(0, len(keys), 500):
-        chunk = keys[start : start + 500]
-        sql = f"SELECT key FROM responses WHERE created_at >= ? AND key IN ({','.join('?' * len(chunk))})"
-        found.update(key for (key,) in cache.db.execute(sql, [started, *chunk]))
-    return found
 
 
 def send_shard(
@@ -119,7 +107,7 @@ def send_shard(
 
     outcome = ShardOutcome()
     with RequestCache(Path(cache_path)) as cache:
-        done = _finished_since(cache, started, [r.key for r in requests])
+        done = cache.keys_since((r.key for r in requests), started)
         todo = [r for r in requests if r.key not in done]
         if not todo:
             return outcome

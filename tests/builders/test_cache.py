@@ -1,6 +1,7 @@
 import sqlite3
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -25,6 +26,16 @@ def test_get_many_handles_more_keys_than_one_sql_statement(tmp_path):
         for i in range(1200):
             cache.put(Response(f"k{i}", str(i), "stop"))
         assert len(cache.get_many(f"k{i}" for i in range(0, 2400, 2))) == 600
+
+
+def test_responses_since_a_moment_are_counted_and_found_past_one_statement(tmp_path):
+    with RequestCache(tmp_path / "c.sqlite") as cache:
+        cache.put_many([Response(f"old{i}", "x", "stop") for i in range(3)])
+        since = time.time()
+        cache.put_many([Response(f"new{i}", "x", "stop") for i in range(1200)])
+        assert cache.count_since(since) == 1200
+        asked = [f"old{i}" for i in range(3)] + [f"new{i}" for i in range(0, 2400, 2)]
+        assert cache.keys_since(asked, since) == {f"new{i}" for i in range(0, 1200, 2)}
 
 
 def test_put_many_is_one_transaction(tmp_path):
