@@ -26,20 +26,34 @@ import pyarrow.parquet as pq
 from tracebank import catalog as catalog_mod
 from tracebank import records
 from tracebank.builders.cache import alive
+from tracebank.catalog_postgres import is_remote
 from tracebank.errors import TracebankError, cannot_write
 
 PREFIX = "tracebank-staged"
 _STAGED = re.compile(rf"^{PREFIX}-(\d+)-.+\.parquet$")
 
 
+def on_bucket(location: catalog_mod.CatalogLocation) -> bool:
+    """Whether the catalog's data lives on object storage (a PostgreSQL catalog with an s3:// data path)."""
+    return is_remote(location.data_url)
+
+
 def traces_dir(location: catalog_mod.CatalogLocation) -> Path:
-    """Where DuckLake keeps the traces table's files (its default layout: <data>/main/traces/)."""
+    """Where a build stages its trace files.
+
+    With local data, DuckLake's own directory of the traces table (<data>/main/traces/): the files
+    are registered where they lie. With data on a bucket, ``staging/traces`` in the catalog home:
+    the commit copies the rows to the bucket, and the staged files are deleted once it has.
+    """
+    if on_bucket(location):
+        return location.home / "staging" / "traces"
     return location.data_path / "main" / "traces"
 
 
 class TraceSink:
     def __init__(self, location: catalog_mod.CatalogLocation, run_id: str, rows_per_group: int = 4096):
         self.directory = traces_dir(location)
+        self.copy = on_bucket(location)  # register by copying the rows, not by adding the files
         self.run_id = run_id
         self.rows_per_group = rows_per_group
         self.rows = 0  # rows written or buffered
@@ -113,9 +127,13 @@ class TraceSink:
         return dropped
 
     def register(self, writer: catalog_mod.Writer) -> None:
-        """Add the staged files to the traces table inside ``writer``'s transaction."""
-        for path in self.close():
-            writer.execute(f"CALL ducklake_add_data_files('{catalog_mod.ALIAS}', 'traces', ?)", [str(path)])
+        """Add the staged rows to the traces table inside ``writer``'s transaction."""
+        files = [str(path) for path in self.close()]
+        if self.copy and files:  # DuckLake writes them to the bucket as part of the transaction
+            writer.execute(f"INSERT INTO {catalog_mod.ALIAS}.traces BY NAME SELECT * FROM read_parquet(?)", [files])
+            return
+        for path in files:
+            writer.execute(f"CALL ducklake_add_data_files('{catalog_mod.ALIAS}', 'traces', ?)", [path])
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
         try:
@@ -125,9 +143,10 @@ class TraceSink:
                 with contextlib.suppress(OSError, TracebankError):
                     self.close()
         finally:
-            if not self.committed:
+            if not self.committed or self.copy:  # copied rows live in the bucket: the staged file is spare
                 for path in self.files:
-                    path.unlink(missing_ok=True)
+                    with contextlib.suppress(OSError):
+                        path.unlink(missing_ok=True)
 
 
 def sweep(location: catalog_mod.CatalogLocation, registered: set[str]) -> int:
@@ -146,7 +165,7 @@ def sweep(location: catalog_mod.CatalogLocation, registered: set[str]) -> int:
         if match is None or alive(int(match.group(1))) or str(path) in registered or path.name in registered:
             continue
         candidates.append(path)
-    if candidates:
+    if candidates and not on_bucket(location):  # staged for a bucket: never a data file of any snapshot
         referenced = _referenced_by_any_snapshot(location)
         candidates = [] if referenced is None else [p for p in candidates if p.name not in referenced]
     removed = 0

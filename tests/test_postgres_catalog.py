@@ -348,13 +348,18 @@ def test_data_on_a_bucket_with_the_catalog_on_postgres(s3_bucket, postgres_dsn, 
     score(location, ScoreConfig("toy"))
     out = cli("sql", "SELECT count(DISTINCT trace_id) AS n FROM scores", "--format", "json", catalog=tmp_path / "a")
     assert orjson.loads(out.stdout) == [{"n": 5}] and counts(location) == {"prompts": (5, 5), "traces": (5, 5)}
+    # A build stages its traces in the home and copies them to the bucket in its commit.
+    questions = [{"id": f"q{i}", "question": q, "answer": f"#### {a}"} for i, (q, a) in enumerate(QUESTIONS.items())]
+    cli("import", str(write_jsonl(tmp_path / "q.jsonl", questions)), "-d", "qs", "--map", "prompt=question,reference=answer",
+        catalog=tmp_path / "a")  # fmt: skip
+    built = build(location, BuildConfig("qs", samples=1), FakeTeacher())
+    n = len(QUESTIONS)
+    assert (built.sent, built.traces_new) == (n, n) and counts(location)["traces"] == (5 + n, 5 + n)
+    assert build(location, BuildConfig("qs", samples=1), FakeTeacher()).traces_new == 0  # stored once
     keys = _bucket_keys(s3_bucket)
     assert {key.split("/")[3] for key in keys} >= {"prompts", "traces", "scores", "runs"}, keys
     assert all(key.endswith(".parquet") for key in keys)
     files = [p for p in tmp_path.rglob("*") if p.is_file()]
-    assert not [p for p in files if p.suffix == ".parquet"]  # no data landed on local disk
+    assert not [p for p in files if p.suffix == ".parquet"]  # no data on local disk, no staged file left
     secret = os.environ["AWS_SECRET_ACCESS_KEY"].encode()
     assert not [p for p in files if secret in p.read_bytes()]
-    with pytest.raises(TracebankError, match="needs a catalog whose data path is a local directory"):
-        build(location, BuildConfig("toy", samples=1), FakeTeacher())
-    assert counts(location)["traces"] == (5, 5)
