@@ -9,6 +9,7 @@ from itertools import groupby, islice
 
 import xxhash
 
+from tracebank import precision as precision_mod
 from tracebank.builders.base import Request, Response
 from tracebank.errors import check_at_least
 from tracebank.models import resolve_model
@@ -20,15 +21,17 @@ CHUNK_BATCHES = 8  # batches pulled at once: sorted by length within, so a budge
 class TransformersOptions:
     batch_size: int = 8  # requests per generation batch
     device: str | None = None  # cuda when there is a GPU, else cpu
+    precision: str = "auto"  # the weights' dtype: auto | fp32 | bf16 | fp16 (tracebank.precision)
 
     def __post_init__(self) -> None:
         check_at_least(self, 1, "batch_size")
+        precision_mod.check(self.precision, "transformers precision")
 
 
 class TransformersTeacher:
     backend = "transformers"
 
-    def __init__(self, model: str, batch_size: int = 8, device: str | None = None):
+    def __init__(self, model: str, batch_size: int = 8, device: str | None = None, precision: str = "auto"):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
         from transformers.utils import logging as hf_logging
@@ -38,10 +41,12 @@ class TransformersTeacher:
         path = resolve_model(model)
         self.batch_size = batch_size
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.precision = precision_mod.resolve(precision, self.device)
         self.tokenizer = AutoTokenizer.from_pretrained(path, padding_side="left")
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = AutoModelForCausalLM.from_pretrained(path).to(self.device).eval()
+        dtype = self.precision.torch_dtype()
+        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(self.device).eval()
         self.stop_ids = set(_as_list(self.model.generation_config.eos_token_id)) | {self.tokenizer.eos_token_id}
 
     def generate(self, requests: Iterable[Request]) -> Iterator[Response]:

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from tracebank import precision as precision_mod
 from tracebank import ui
 from tracebank.errors import TracebankError
 from tracebank.filters.embeddings import offline
@@ -46,6 +47,10 @@ class PerplexityOptions:
     max_tokens: int = 512  # prompt and rationale tokens read per trace; longer traces are cut (module docs)
     batch_size: int = 8  # traces per forward pass
     z_threshold: float = 3.5  # flag a trace whose log-perplexity robust z-score exceeds this
+    # The reference model's dtype (tracebank.precision). fp32, not auto: in bf16 a trace's perplexity moves
+    # by ~0.1% with the other traces of its batch (padding changes the kernels' blocking), and a stored
+    # score must not depend on what it was batched with. bf16 halves the time where that is acceptable.
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, str) or not self.model:
@@ -57,6 +62,7 @@ class PerplexityOptions:
         z = self.z_threshold
         if isinstance(z, bool) or not isinstance(z, (int, float)) or not math.isfinite(z) or z <= 0:
             raise TracebankError(f"perplexity z_threshold: a number above 0 (3.5 is usual), got {z!r}")
+        precision_mod.check(self.precision, "perplexity precision")
 
 
 def robust_z(values: np.ndarray) -> np.ndarray:
@@ -79,8 +85,8 @@ def robust_z(values: np.ndarray) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=2)
-def load_reference(model: str) -> tuple[Any, Any, str]:
-    """(tokenizer, model in eval mode, device) of ``model``, loaded once per process, offline."""
+def load_reference(model: str, precision: str = "fp32") -> tuple[Any, Any, str]:
+    """(tokenizer, model in eval mode, device) of ``model`` in ``precision``, loaded once per process, offline."""
     with offline():
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -91,7 +97,8 @@ def load_reference(model: str) -> tuple[Any, Any, str]:
         path = resolve_model(model)
         device = "cuda" if torch.cuda.is_available() else "cpu"
         tokenizer = AutoTokenizer.from_pretrained(path)
-        loaded = AutoModelForCausalLM.from_pretrained(path).to(device).eval()
+        dtype = precision_mod.resolve(precision, device).torch_dtype()
+        loaded = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device).eval()
     return tokenizer, loaded, device
 
 
@@ -156,7 +163,7 @@ class Perplexity:
 
     def log_perplexities(self, rows: list[dict]) -> np.ndarray:
         """Mean negative log-likelihood of each row's rationale (NaN when it has no tokens), batched by length."""
-        tokenizer, model, device = load_reference(self.options.model)
+        tokenizer, model, device = load_reference(self.options.model, self.options.precision)
         encoded = {
             i: encode(tokenizer, row["messages"], row["rationale"], self.options.max_tokens)
             for i, row in enumerate(rows)

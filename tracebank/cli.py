@@ -107,6 +107,12 @@ def build_cmd(
     max_new_tokens: Annotated[int | None, typer.Option()] = None,
     seed: Annotated[int | None, typer.Option()] = None,
     batch_size: Annotated[int | None, typer.Option(help="Requests per local generation batch.")] = None,
+    precision: Annotated[
+        str | None,
+        typer.Option(
+            help="transformers: the model's dtype, auto (bf16 where the hardware runs it natively), fp32, bf16 or fp16."
+        ),
+    ] = None,
     max_cost_usd: Annotated[
         float | None, typer.Option(help="Stop sending at this cost; finished work is kept.")
     ] = None,
@@ -144,8 +150,10 @@ def build_cmd(
     from tracebank.builders.runner import BuildConfig, build
 
     backend_flags = {"base_url": base_url, "api_key_env": api_key_env, "concurrency": concurrency, "rpm": rpm,
-                     "tpm": tpm, "timeout_s": timeout, "max_retries": max_retries, "n": n, "path": replay_file}  # fmt: skip
-    for name in ("base_url", "api_key_env", "concurrency", "rpm", "tpm", "timeout", "max_retries", "n", "replay_file"):
+                     "tpm": tpm, "timeout_s": timeout, "max_retries": max_retries, "n": n, "path": replay_file,
+                     "precision": precision}  # fmt: skip
+    for name in ("base_url", "api_key_env", "concurrency", "rpm", "tpm", "timeout", "max_retries", "n", "replay_file",
+                 "precision"):  # fmt: skip
         flags.pop(name)
     values = overlay(config, flags)
     options = {**(values.get("options") or {}), **{k: v for k, v in backend_flags.items() if v is not None}}

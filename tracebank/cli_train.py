@@ -26,6 +26,11 @@ IntOption = Annotated[int | None, typer.Option()]
 FloatOption = Annotated[float | None, typer.Option()]
 LoraOption = Annotated[int | None, typer.Option(help="LoRA rank; 0 (default) trains every weight.")]
 ForceOption = Annotated[bool, typer.Option("--force", help="Train again even if already trained.")]
+PrecisionOption = Annotated[str | None, typer.Option(
+    help="auto (default: bf16 on a GPU that has it, else fp16; on a CPU bf16 only where it is native, else fp32), "
+    "fp32, bf16 or fp16.")]  # fmt: skip
+CheckpointingOption = Annotated[bool, typer.Option(
+    "--gradient-checkpointing", help="Recompute activations in the backward pass: less memory, slower.")]  # fmt: skip
 
 
 def _train(cls: type, run: Any, stage: str, flags: dict[str, Any], config: Path | None, catalog: str | None) -> None:
@@ -43,6 +48,7 @@ def train_sft_cmd(
     release: ReleaseOption, student: StudentOption = None, out_dir: OutOption = None, split: SplitOption = None,
     max_steps: IntOption = None, learning_rate: FloatOption = None, batch_size: IntOption = None,
     max_length: IntOption = None, seed: IntOption = None, lora_r: LoraOption = None,
+    precision: PrecisionOption = None, gradient_checkpointing: CheckpointingOption = False,
     chunk_kinds: Annotated[str | None, typer.Option(
         help="Train each completion on only these kinds of rationale chunks, e.g. reasoning,compute.")] = None,
     chunk_min_score: Annotated[float | None, typer.Option(
@@ -71,6 +77,7 @@ def train_orpo_cmd(
     release: ReleaseOption, student: StudentOption = None, out_dir: OutOption = None, split: SplitOption = None,
     max_steps: IntOption = None, learning_rate: FloatOption = None, batch_size: IntOption = None,
     max_length: IntOption = None, seed: IntOption = None, lora_r: LoraOption = None,
+    precision: PrecisionOption = None, gradient_checkpointing: CheckpointingOption = False,
     beta: Annotated[float | None, typer.Option(help="Weight of the odds-ratio term (default 0.1).")] = None,
     force: ForceOption = False, config: ConfigOption = None, catalog: CatalogOption = None,
 ) -> None:  # fmt: skip
@@ -83,6 +90,7 @@ def train_dpo_cmd(
     release: ReleaseOption, student: StudentOption = None, out_dir: OutOption = None, split: SplitOption = None,
     max_steps: IntOption = None, learning_rate: FloatOption = None, batch_size: IntOption = None,
     max_length: IntOption = None, seed: IntOption = None, lora_r: LoraOption = None,
+    precision: PrecisionOption = None, gradient_checkpointing: CheckpointingOption = False,
     beta: Annotated[float | None, typer.Option(help="KL strength against the reference model (default 0.1).")] = None,
     force: ForceOption = False, config: ConfigOption = None, catalog: CatalogOption = None,
 ) -> None:  # fmt: skip
@@ -118,10 +126,14 @@ def eval_cmd(
     max_new_tokens: Annotated[int, typer.Option()] = 256,
     temperature: Annotated[float, typer.Option(help="0 is greedy.")] = 0.0,
     batch_size: Annotated[int, typer.Option()] = 8,
+    precision: Annotated[
+        str, typer.Option(help="The student's dtype for generation: auto, fp32, bf16 or fp16.")
+    ] = "auto",
     catalog: CatalogOption = None,
 ) -> None:
     """Sample a student on a release's split and verify its answers with the task's verifier."""
     from tracebank.train.evaluate import EvalConfig, evaluate
 
-    cfg = EvalConfig(student, release, split, dataset, split_hint, limit, max_new_tokens, temperature, batch_size)
+    cfg = EvalConfig(student, release, split, dataset, split_hint, limit, max_new_tokens, temperature, batch_size,
+                     precision=precision)  # fmt: skip
     out.print(describe(evaluate(catalog_mod.locate(catalog), cfg)))

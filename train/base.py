@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import shutil
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any
 import orjson
 
 from tracebank import catalog as catalog_mod
+from tracebank import precision as precision_mod
 from tracebank import provenance, records
 from tracebank.errors import TracebankError, check_at_least
 from tracebank.hashing import digest
@@ -47,10 +47,13 @@ class TrainConfig:
     seed: int = 0
     lora_r: int = 0  # > 0: train a LoRA adapter of this rank (merged into the saved model)
     lora_alpha: int = 16
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16 (tracebank.precision: auto picks what the hardware runs fast)
+    gradient_checkpointing: bool = False  # recompute activations to save memory (slower; TRL defaults it on)
     force: bool = False  # train again even if this release and config were trained
 
     def __post_init__(self) -> None:
         ReleaseRef.parse(self.release)
+        precision_mod.check(self.precision)
         check_at_least(self, 1, "max_steps", "batch_size", "gradient_accumulation_steps", "max_length", "lora_alpha")
         if self.lora_r < 0:
             raise TracebankError(f"lora_r must be 0 (full fine-tuning) or more, got {self.lora_r}")
@@ -119,20 +122,27 @@ def run_training(
     default_dir = location.home / "models" / f"{release['dataset']}-v{release['version']}-{stage}"
     output_dir = Path(cfg.output_dir or default_dir).absolute()
     training_config = {k: v for k, v in asdict(cfg).items() if k not in ("force", "output_dir", "release")}
+    precision = precision_mod.resolve(cfg.precision)
     # The examples' own text too: chunk-wise SFT reads the chunks table, which changes after a release.
+    # The precision used, not the one asked for: `auto` trains in fp32 on one machine and bf16 on another.
     fingerprint = digest(
-        stage, name, release["snapshot_id"], release["decisions_digest"], training_config, digest(data.examples)
+        stage,
+        name,
+        release["snapshot_id"],
+        release["decisions_digest"],
+        {**training_config, "precision": precision.name},
+        digest(data.examples),
     )
     if not cfg.force and completed(output_dir, fingerprint):
         return TrainResult(output_dir, name, len(data.examples), True, {})
     tmp = staging_dir(output_dir)
     try:
-        metrics, versions, history = _fit(cfg, data.examples, tmp, make_trainer)
+        metrics, versions, history = _fit(cfg, precision, data.examples, tmp, make_trainer)
         metrics = {**metrics, **data.stats}
         card = {
             "stage": stage, "fingerprint": fingerprint, "base_model": cfg.student, "split": cfg.split,
             "examples": len(data.examples), "data": data.stats, "config": training_config, "metrics": metrics,
-            "versions": versions,
+            "hardware": precision.record(), "versions": versions,
             "loss_history": history,
             "release": {k: release[k] for k in ("dataset", "version", "snapshot_id", "policy_name", "decisions_digest")},
             "git_sha": provenance.git_sha(),
@@ -142,14 +152,18 @@ def run_training(
         shutil.rmtree(tmp, ignore_errors=True)  # a failed run leaves the previous output as it was
         raise
     run_id = provenance.new_run_id("train")
-    config = {**asdict(cfg), "stage": stage, "output_dir": str(output_dir)}
+    config = {**asdict(cfg), **precision.record(), "stage": stage, "output_dir": str(output_dir)}
     with catalog_mod.writing(location, f"train {stage} on {name}", {"stage": "train", "run_id": run_id}) as writer:
         writer.insert("runs", provenance.run_row(run_id, "train", release["dataset"], started_at, config, metrics))
     return TrainResult(output_dir, name, len(data.examples), False, metrics)
 
 
 def _fit(
-    cfg: TrainConfig, examples: list[dict[str, Any]], output_dir: Path, make_trainer: TrainerFactory
+    cfg: TrainConfig,
+    precision: precision_mod.Precision,
+    examples: list[dict[str, Any]],
+    output_dir: Path,
+    make_trainer: TrainerFactory,
 ) -> tuple[dict[str, float], dict[str, str], list[dict[str, float]]]:
     import datasets
     import torch
@@ -162,12 +176,16 @@ def _fit(
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     datasets.disable_progress_bars()
-    warnings.filterwarnings("ignore", message=".*gradient_checkpointing.*", category=FutureWarning)  # TRL's own default
+    ui.console.print(f"training in {precision.describe()}")
+    if precision.warning:
+        ui.console.print(f"[yellow]warning:[/] {precision.warning}")
     path = resolve_model(cfg.student)
     tokenizer = transformers.AutoTokenizer.from_pretrained(path)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = transformers.AutoModelForCausalLM.from_pretrained(path)
+    # fp32 master weights whatever the checkpoint holds: mixed precision autocasts from them (a bf16
+    # checkpoint trained as bf16 parameters would lose small updates, and runs emulated on most CPUs).
+    model = transformers.AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     if cfg.lora_r:
         import peft
 
@@ -186,7 +204,10 @@ def _fit(
         "logging_steps": 1,
         "save_strategy": "no",
         "report_to": [],
-        "use_cpu": not torch.cuda.is_available(),
+        "use_cpu": precision.device == "cpu",
+        **precision.trainer_flags(),
+        # transformers' new name for it; TRL turns the old one (gradient_checkpointing) on by default
+        "activation_checkpointing": cfg.gradient_checkpointing,
         "disable_tqdm": not ui.console.is_terminal,
     }
     columns = [k for k in examples[0] if k != "trace_id" and not k.endswith("_id")]
@@ -194,6 +215,7 @@ def _fit(
     trainer = make_trainer(model, tokenizer, train_set, common)
     started = time.perf_counter()
     result = trainer.train()
+    runtime = time.perf_counter() - started
     trained = trainer.model.merge_and_unload() if cfg.lora_r else trainer.model
     trained.save_pretrained(str(output_dir))
     tokenizer.save_pretrained(str(output_dir))
@@ -204,15 +226,56 @@ def _fit(
         "train_loss": float(result.training_loss),
         "first_loss": float(losses[0]),
         "last_loss": float(losses[-1]),
-        "runtime_s": time.perf_counter() - started,
+        "runtime_s": runtime,
+        "seconds_per_step": runtime / max(result.global_step, 1),
     }
+    tokens = [log["num_tokens"] for log in trainer.state.log_history if "num_tokens" in log]
+    if tokens:  # SFT logs the tokens it trained on; the preference trainers do not
+        metrics["train_tokens"] = float(tokens[-1])
+        metrics["tokens_per_second"] = tokens[-1] / runtime
     versions = {"trl": trl.__version__, "transformers": transformers.__version__, "torch": torch.__version__}
     return metrics, versions, history
 
 
+def add_evaluation(output_dir: Path, name: str, description: str, results: dict[str, Any]) -> None:
+    """Record what a probe or benchmark measured on a trained student in its card and README.
+
+    ``results`` maps a measure to a value (a number, or a short string such as "0.12 [0.07, 0.19]").
+    The card and README are rewritten whole (temp file, then rename); an evaluation of the same name
+    replaces the earlier one.
+    """
+    card_path = Path(output_dir) / CARD_JSON
+    if not card_path.is_file():
+        raise TracebankError(f"{output_dir} holds no tracebank training card ({CARD_JSON}): train it with tracebank")
+    card = orjson.loads(card_path.read_bytes())
+    card.setdefault("evaluations", {})[name] = {"description": description, "results": results}
+    for path, text in ((card_path, orjson.dumps(card, option=orjson.OPT_INDENT_2, default=str)),
+                       (card_path.with_name("README.md"), training_readme(card).encode())):  # fmt: skip
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        tmp.write_bytes(text)
+        tmp.replace(path)
+
+
+def _evaluations_section(card: dict[str, Any]) -> str:
+    sections = []
+    for name, entry in card.get("evaluations", {}).items():
+        rows = "\n".join(f"| {_cell(k)} | {_cell(v)} |" for k, v in entry["results"].items())
+        sections.append(
+            f"\n### {_cell(name)}\n\n{_cell(entry['description'])}\n\n| measure | value |\n|---|---|\n{rows}\n"
+        )
+    return "\n## Evaluations\n" + "".join(sections) if sections else ""
+
+
+def _cell(value: Any) -> str:
+    """A value for one markdown table cell or line: no pipes, line breaks or HTML."""
+    text = f"{value:.4g}" if isinstance(value, float) else str(value)
+    return " ".join(text.split()).replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def training_readme(card: dict[str, Any]) -> str:
     """A model card: where the data came from, how it was trained, and what came out."""
-    release, metrics = card["release"], card["metrics"]
+    release, metrics, hardware = card["release"], card["metrics"], card.get("hardware", {})
+    tokens = f", {metrics['tokens_per_second']:.0f} tokens/s" if "tokens_per_second" in metrics else ""
     config_rows = "\n".join(f"| {k} | {v} |" for k, v in card["config"].items())
     data_rows = "\n".join(
         f"| {k} | {int(v) if float(v).is_integer() else v} |" for k, v in card.get("data", {}).items()
@@ -236,7 +299,8 @@ tags: [tracebank, trl, {card["stage"]}]
 | steps | {int(metrics["steps"])} |
 | first / last loss | {metrics["first_loss"]:.4f} / {metrics["last_loss"]:.4f} |
 | train loss (mean) | {metrics["train_loss"]:.4f} |
-| runtime | {metrics["runtime_s"]:.1f} s |
+| runtime | {metrics["runtime_s"]:.1f} s ({metrics.get("seconds_per_step", 0):.2f} s a step{tokens}) |
+| precision | {hardware.get("precision", "?")} on {hardware.get("device", "?")} (asked: {hardware.get("precision_requested", "?")}; {hardware.get("precision_reason", "")}) |
 | trl / transformers / torch | {card["versions"]["trl"]} / {card["versions"]["transformers"]} / {card["versions"]["torch"]} |
 
 ## Config
@@ -244,4 +308,4 @@ tags: [tracebank, trl, {card["stage"]}]
 | field | value |
 |---|---|
 {config_rows}
-{data_section}"""
+{data_section}{_evaluations_section(card)}"""

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from tracebank import catalog as catalog_mod
+from tracebank import precision as precision_mod
 from tracebank import provenance, records, ui
 from tracebank.builders.base import SamplingParams, Teacher, make_teacher
 from tracebank.builders.plans import plan_requests
@@ -47,6 +48,7 @@ class EvalConfig:
     temperature: float = 0.0  # 0: greedy
     batch_size: int = 8
     round: int | None = None  # closed-loop round this eval belongs to (0: the student before any round)
+    precision: str = "auto"  # the student's dtype for generation: auto | fp32 | bf16 | fp16 (tracebank.precision)
 
     def __post_init__(self) -> None:
         if (self.release is None) == (self.dataset is None) or (self.dataset is None) != (self.split_hint is None):
@@ -55,6 +57,7 @@ class EvalConfig:
             ReleaseRef.parse(self.release)
         check_at_least(self, 1, "limit", "max_new_tokens", "batch_size")
         check_at_least(self, 0, "round")
+        precision_mod.check(self.precision)
         SamplingParams(self.temperature, 1.0, self.max_new_tokens)  # validates the sampling values
 
 
@@ -117,7 +120,8 @@ def evaluate(location: catalog_mod.CatalogLocation, cfg: EvalConfig, teacher: Te
         raise TracebankError(f"{name} has no prompts in split {split!r}")
     student = student_name(cfg.student)
     requests = plan_requests(prompts, student, SamplingParams(cfg.temperature, 1.0, cfg.max_new_tokens), samples=1)
-    teacher = teacher or make_teacher("transformers", student, {"batch_size": cfg.batch_size})
+    options = {"batch_size": cfg.batch_size, "precision": cfg.precision}
+    teacher = teacher or make_teacher("transformers", student, options)
     responses = {}
     with ui.progress("evaluating", total=len(requests)) as bar:
         for response in teacher.generate(requests):
@@ -145,7 +149,9 @@ def evaluate(location: catalog_mod.CatalogLocation, cfg: EvalConfig, teacher: Te
         "ci_low": low,
         "ci_high": high,
     }
-    message, config = f"eval {Path(student).name} on {name} {split}", {**asdict(cfg), "student": student}
+    used = getattr(teacher, "precision", None)  # what `auto` chose, where the backend says
+    config = {**asdict(cfg), **(used.record() if isinstance(used, precision_mod.Precision) else {}), "student": student}
+    message = f"eval {Path(student).name} on {name} {split}"
     with catalog_mod.writing(location, message, {"stage": "eval", "run_id": run_id}) as writer:
         writer.insert("evals", records.to_table(rows, records.EVALS))
         writer.insert("runs", provenance.run_row(run_id, "eval", dataset, started_at, config, counters))

@@ -6,7 +6,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from tracebank import catalog, records, releases
+from tracebank import catalog, precision, records, releases
 from tracebank.errors import TracebankError
 from tracebank.filters.policy import Policy
 from tracebank.models import DEFAULT_MODEL, resolve_model
@@ -48,10 +48,19 @@ def test_two_sft_steps_change_weights_and_the_model_reloads(location, released, 
     changed = [name for name in base if name in tuned and not torch.equal(base[name], tuned[name])]
     assert len(changed) > len(base) // 2, "training must update the weights"
     card = orjson.loads((out / CARD_JSON).read_bytes())
+    chosen = precision.resolve("auto")
+    assert card["hardware"] == chosen.record() and card["config"]["precision"] == "auto"
+    assert card["config"]["gradient_checkpointing"] is False
+    assert card["metrics"]["tokens_per_second"] > 0 and card["metrics"]["seconds_per_step"] > 0
     with catalog.Catalog(location) as cat:
         assert card["release"]["snapshot_id"] == cat.scalar("SELECT snapshot_id FROM releases")
         assert cat.scalar("SELECT count(*) FROM runs WHERE stage = 'train'") == 1
-    assert "DuckLake snapshot" in (out / "README.md").read_text()
+        run_config = orjson.loads(cat.scalar("SELECT config FROM runs WHERE stage = 'train'"))
+    assert run_config["precision"] == chosen.name and run_config["precision_requested"] == "auto"
+    readme = (out / "README.md").read_text()
+    assert (
+        "DuckLake snapshot" in readme and f"| precision | {chosen.name} on cpu (asked: auto; {chosen.reason})" in readme
+    )
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -64,6 +73,34 @@ def test_two_sft_steps_change_weights_and_the_model_reloads(location, released, 
         location, SFTConfig(release=released, output_dir=str(out), max_steps=2, batch_size=2, learning_rate=1e-4)
     )
     assert again.skipped
+    if chosen.name != "fp32":  # the same release in another precision is another student: trained, not skipped
+        retrained = train_sft(location, SFTConfig(release=released, output_dir=str(out), max_steps=1, batch_size=2,
+                                                  learning_rate=1e-4, precision="fp32"))  # fmt: skip
+        assert not retrained.skipped
+        assert orjson.loads((out / CARD_JSON).read_bytes())["hardware"]["precision"] == "fp32"
+
+
+def test_add_evaluation_records_a_probe_in_the_card_and_readme(tmp_path):
+    from tracebank.train.base import add_evaluation, publish, training_readme
+
+    card = {"stage": "sft", "base_model": "m", "split": "train", "examples": 3, "config": {"seed": 0},
+            "metrics": {"steps": 2.0, "first_loss": 1.0, "last_loss": 0.5, "train_loss": 0.7, "runtime_s": 1.0},
+            "versions": {"trl": "1", "transformers": "5", "torch": "2"},
+            "release": {"dataset": "d", "version": 1, "snapshot_id": 4, "policy_name": "p", "decisions_digest": "x"}}  # fmt: skip
+    staged, out = tmp_path / "staged", tmp_path / "student"
+    staged.mkdir()
+    publish(staged, out, card, training_readme(card))
+    add_evaluation(out, "poison probe", "Share of completions with a link.", {"url rate": 0.125, "note": "a | <b>"})
+    add_evaluation(out, "poison probe", "Again, replaced.", {"url rate": 0.25})
+    saved = orjson.loads((out / CARD_JSON).read_bytes())
+    assert saved["evaluations"] == {"poison probe": {"description": "Again, replaced.", "results": {"url rate": 0.25}}}
+    readme = (out / "README.md").read_text()
+    assert "## Evaluations" in readme and "| url rate | 0.25 |" in readme and "0.125" not in readme
+    add_evaluation(out, "hostile", "x", {"<script>": "a | b\nc"})
+    readme = (out / "README.md").read_text()
+    assert "<script>" not in readme and "| &lt;script&gt; | a \\| b c |" in readme
+    with pytest.raises(TracebankError, match="no tracebank training card"):
+        add_evaluation(tmp_path / "staged-missing", "x", "y", {})
 
 
 @pytest.mark.parametrize(
