@@ -29,6 +29,8 @@ from pathlib import Path
 import orjson
 import pyarrow as pa
 
+os.environ["TRACEBANK_EMBEDDING_CACHE"] = "off"  # time the embedding, not the vector cache
+
 from tracebank import sources
 from tracebank.filters.chunking import Chunking, ChunkingOptions
 from tracebank.filters.steps import ANNOTATION, annotation_steps

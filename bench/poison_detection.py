@@ -28,12 +28,15 @@ import argparse
 import importlib
 import json
 import math
+import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+os.environ["TRACEBANK_EMBEDDING_CACHE"] = "off"  # time the embedding, not the vector cache
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import poison_corpus as corpus

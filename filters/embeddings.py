@@ -24,12 +24,16 @@ import pyarrow as pa
 
 from tracebank import ui
 from tracebank.catalog import ALIAS
+from tracebank.disk_cache import DiskCache
 from tracebank.errors import TracebankError
 from tracebank.hashing import digest
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 BATCH_SIZE = 64
 OFFLINE_ENV = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+# Text vectors by (model files, text): $TRACEBANK_EMBEDDING_CACHE, else ~/.cache/tracebank/embeddings.sqlite;
+# "off" disables it.
+VECTOR_CACHE = DiskCache("TRACEBANK_EMBEDDING_CACHE", "embeddings.sqlite", "vectors")
 
 
 def _minilm_path() -> str:
@@ -72,15 +76,51 @@ def offline() -> Iterator[None]:
 
 
 class Embedder:
-    """A loaded model: ``encode`` turns texts into unit-length float32 rows of length ``dim``."""
+    """A model: ``encode`` turns texts into unit-length float32 rows of length ``dim``.
 
-    def __init__(self, name: str, model: Any):
+    Vectors are cached on disk by (model files, text) in :data:`VECTOR_CACHE`, so a rerun over the
+    same texts (a repeated ``tracebank score``, a second filter reading the same sentences) embeds
+    nothing, and the model is loaded only when some text has no cached vector.
+    """
+
+    def __init__(self, name: str, path: str):
         self.name = name
-        self.model = model
-        self.dim = int(model.get_embedding_dimension())
+        self.path = path
+        self.key = model_key(name, path)
+        self._model: Any = None
+
+    @property
+    def model(self) -> Any:
+        if self._model is None:
+            with offline():
+                from sentence_transformers import SentenceTransformer
+                from transformers.utils import logging as hf_logging
+
+                hf_logging.set_verbosity_error()
+                hf_logging.disable_progress_bar()  # our own bar shows the embedding; loading takes seconds
+                self._model = SentenceTransformer(self.path, device="cpu", local_files_only=True)
+        return self._model
+
+    @property
+    def dim(self) -> int:
+        return int(self.model.get_embedding_dimension())
 
     def encode(self, texts: list[str], progress: str | None = None, batch_size: int = BATCH_SIZE) -> np.ndarray:
         """Vectors of ``texts`` in their order, ``batch_size`` at a time; a progress bar titled ``progress``."""
+        keys = [digest(self.key + "\x00" + text) for text in texts]
+        cached = VECTOR_CACHE.get_many(keys)
+        vectors = {key: np.frombuffer(value, np.float32) for key, value in cached.items()}
+        missing = list(dict.fromkeys(text for text, key in zip(texts, keys, strict=True) if key not in vectors))
+        if missing:
+            made = self._encode(missing, progress, batch_size)
+            fresh = {digest(self.key + "\x00" + text): made[i] for i, text in enumerate(missing)}
+            VECTOR_CACHE.put_many({key: vector.tobytes() for key, vector in fresh.items()})
+            vectors.update(fresh)
+        if not texts:
+            return np.zeros((0, self.dim), np.float32)
+        return np.stack([vectors[key] for key in keys]).astype(np.float32, copy=False)
+
+    def _encode(self, texts: list[str], progress: str | None, batch_size: int) -> np.ndarray:
         out = np.zeros((len(texts), self.dim), np.float32)
         # Longest first, so each batch pads to similar lengths (and the ETA starts pessimistic).
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
@@ -99,19 +139,20 @@ class Embedder:
         return out
 
 
+def model_key(name: str, path: str) -> str:
+    """What a cached vector is keyed by besides its text: the model's name and its files' sizes and
+    modification times, so a model retrained or reinstalled in place never reuses old vectors."""
+    root = Path(path)
+    files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else []
+    stats = [(str(p.relative_to(root)), p.stat().st_size, p.stat().st_mtime_ns) for p in files]
+    return digest(repr((name, str(root.resolve()), stats)))
+
+
 @functools.lru_cache(maxsize=4)
 def get_embedder(model: str = DEFAULT_MODEL) -> Embedder:
-    """The embedder of ``model`` (a name in ``MODELS`` or a local directory), loaded once per process."""
+    """The embedder of ``model`` (a name in ``MODELS`` or a local directory), made once per process."""
     check_model(model)
-    path = MODELS[model]() if model in MODELS else model
-    with offline():
-        from sentence_transformers import SentenceTransformer
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.set_verbosity_error()
-        hf_logging.disable_progress_bar()  # our own bar shows the embedding; loading takes seconds
-        loaded = SentenceTransformer(path, device="cpu", local_files_only=True)
-    return Embedder(model, loaded)
+    return Embedder(model, MODELS[model]() if model in MODELS else model)
 
 
 def text_digest(text: str) -> str:

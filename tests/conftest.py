@@ -61,5 +61,6 @@ def scored(location: catalog.CatalogLocation, math_dataset: str) -> str:
 
 @pytest.fixture(autouse=True, scope="session")
 def _private_verdict_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
-    """Tests (and the commands they start) never read or write the user's verdict cache."""
+    """Tests (and the commands they start) never read or write the user's verdict or vector cache."""
     os.environ["TRACEBANK_VERDICT_CACHE"] = str(tmp_path_factory.mktemp("verdicts") / "verdicts.sqlite")
+    os.environ["TRACEBANK_EMBEDDING_CACHE"] = str(tmp_path_factory.mktemp("vectors") / "embeddings.sqlite")

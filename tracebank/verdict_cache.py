@@ -12,65 +12,27 @@ Set ``TRACEBANK_VERDICT_CACHE=off`` to disable it. Deleting the file only costs 
 
 from __future__ import annotations
 
-import os
-import sqlite3
-import threading
 from collections.abc import Iterable
 from pathlib import Path
 
 import orjson
 
-from tracebank.sources import cache_dir
+from tracebank.disk_cache import DiskCache
 
 ENV = "TRACEBANK_VERDICT_CACHE"
 TRANSIENT = ("timeout", "crashed")  # load-dependent: recomputed every time
-_lock = threading.Lock()
+CACHE = DiskCache(ENV, "verdicts.sqlite", "verdicts")
 
 
 def location() -> Path | None:
-    value = os.environ.get(ENV)
-    if value == "off":
-        return None
-    return Path(value) if value else cache_dir() / "verdicts.sqlite"
-
-
-def _connect(path: Path) -> sqlite3.Connection:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    con = sqlite3.connect(path, timeout=30)
-    con.execute("PRAGMA journal_mode=WAL")
-    con.execute("CREATE TABLE IF NOT EXISTS verdicts (key TEXT PRIMARY KEY, value BLOB NOT NULL)")
-    return con
+    return CACHE.location()
 
 
 def get_many(keys: Iterable[str]) -> dict[str, dict]:
     """Stored verdicts (as dicts) for the keys that have one."""
-    path, keys = location(), list(dict.fromkeys(keys))
-    if path is None or not keys or not path.exists():
-        return {}
-    found: dict[str, dict] = {}
-    with _lock:
-        con = _connect(path)
-        try:
-            for start in range(0, len(keys), 500):
-                chunk = keys[start : start + 500]
-                marks = ",".join("?" * len(chunk))
-                for key, value in con.execute(f"SELECT key, value FROM verdicts WHERE key IN ({marks})", chunk):
-                    found[key] = orjson.loads(value)
-        finally:
-            con.close()
-    return found
+    return {key: orjson.loads(value) for key, value in CACHE.get_many(keys).items()}
 
 
 def put_many(items: dict[str, dict]) -> None:
     """Store verdicts (dicts with a ``reason``), skipping transient ones."""
-    path = location()
-    rows = [(key, orjson.dumps(value)) for key, value in items.items() if value.get("reason") not in TRANSIENT]
-    if path is None or not rows:
-        return
-    with _lock:
-        con = _connect(path)
-        try:
-            with con:
-                con.executemany("INSERT OR REPLACE INTO verdicts (key, value) VALUES (?, ?)", rows)
-        finally:
-            con.close()
+    CACHE.put_many({key: orjson.dumps(value) for key, value in items.items() if value.get("reason") not in TRANSIENT})

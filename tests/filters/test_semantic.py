@@ -176,9 +176,14 @@ def test_reuse_or_embed_embeds_only_new_or_changed_texts(monkeypatch):
     assert len(calls) == 1 and rows.num_rows == 0 and matrix.shape == (1, 4)
 
 
+class _FourDims:
+    def get_embedding_dimension(self) -> int:
+        return 4
+
+
 def _four() -> Embedder:
     embedder = Embedder.__new__(Embedder)
-    embedder.name, embedder.dim = "m", 4
+    embedder.name, embedder._model = "m", _FourDims()
     return embedder
 
 
