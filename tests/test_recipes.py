@@ -50,6 +50,10 @@ def test_vars_are_substituted_with_their_types_and_overridable(tmp_path):
         ("dataset: toy\nsteps:\n  - train_orpo: {method: dpo}\n", None, "unknown key 'method'"),
         ("dataset: toy\nsteps:\n  - pairs: {rejected_from: [judge]}\n", None, "rejected_from"),
         ("dataset: toy\ncolour: red\nsteps:\n  - score: {}\n", None, "unknown key 'colour'"),
+        ("dataset: toy\nsteps:\n  - train_sft: {precision: half}\n", None, "precision must be one of auto, fp32"),
+        ("dataset: toy\nsteps:\n  - train_dpo: {precision: fp64}\n", None, "precision must be one of auto, fp32"),
+        ("dataset: toy\nsteps:\n  - eval: {student: m, precision: int8}\n", None, "precision must be one of"),
+        ("dataset: toy\nsteps:\n  - build: {options: {precision: half}}\n", None, "transformers precision must be"),
     ],
 )
 def test_every_step_is_validated_before_anything_runs(tmp_path, text, overrides, message):
