@@ -25,6 +25,7 @@ from typing import Any
 from tracebank.errors import TracebankError
 from tracebank.filters.chunk_kinds import NON_REASONING
 from tracebank.tasks import get_task
+from tracebank.train.base import sft_trainer
 
 SENTINEL = "\ue000tracebank-end-of-content\ue000"
 
@@ -116,5 +117,4 @@ def chunkwise_trainer(model: Any, tokenizer: Any, train_set: Any, common: dict[s
     tokenized = train_set.map(
         lambda example: tokenize_continuation(example, tokenizer, turn_end), remove_columns=train_set.column_names
     )
-    args = trl.SFTConfig(**common, completion_only_loss=True)
-    return trl.SFTTrainer(model=model, args=args, train_dataset=tokenized, processing_class=tokenizer)
+    return sft_trainer(model, tokenizer, tokenized, trl.SFTConfig(**common, completion_only_loss=True))

@@ -27,7 +27,7 @@ from tracebank import catalog as catalog_mod
 from tracebank.errors import TracebankError
 from tracebank.releases import ReleaseRef, resolve
 from tracebank.tasks import get_task
-from tracebank.train.base import TrainConfig, TrainingData, TrainResult, run_training
+from tracebank.train.base import TrainConfig, TrainingData, TrainResult, run_training, sft_trainer
 from tracebank.train.chunkwise import chunkwise_examples, chunkwise_trainer
 
 SPLIT_SQL = """
@@ -183,9 +183,7 @@ def cut_spans(text: str, cut: list[dict[str, Any]], trace_id: str) -> str:
 def _sft_trainer(model: Any, tokenizer: Any, train_set: Any, common: dict[str, Any]) -> Any:
     import trl
 
-    return trl.SFTTrainer(
-        model=model, args=trl.SFTConfig(**common), train_dataset=train_set, processing_class=tokenizer
-    )
+    return sft_trainer(model, tokenizer, train_set, trl.SFTConfig(**common))
 
 
 def train_sft(location: catalog_mod.CatalogLocation, cfg: SFTConfig) -> TrainResult:

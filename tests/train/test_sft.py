@@ -184,3 +184,41 @@ def test_chunk_wise_sft_needs_chunks(location, released):
     with pytest.raises(TracebankError, match="no chunks for the kept traces"):
         load_split(location, releases.ReleaseRef.parse(released), "train",
                    SFTConfig(release=released, chunk_min_score=0.5))  # fmt: skip
+
+
+@pytest.mark.slow
+def test_the_cpu_trainers_loss_is_trls_loss(tmp_path):
+    """On CPU SFT skips TRL's tiled LM head (slow there) for the model's own loss: the same number."""
+    import datasets
+    import trl
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tracebank.train.base import sft_trainer
+
+    path = resolve_model(DEFAULT_MODEL)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    rows = [
+        {"prompt": [{"role": "user", "content": f"What is {a} + {b}?"}],
+         "completion": [{"role": "assistant", "content": f"{a} + {b} = {a + b}\n#### {a + b}"}]}
+        for a, b in ((2, 3), (17, 25), (100, 1), (8, 9))
+    ]  # fmt: skip
+    data = datasets.Dataset.from_list(rows)
+    args = {"output_dir": str(tmp_path), "use_cpu": True, "bf16": False, "report_to": [],
+            "per_device_train_batch_size": 4, "max_length": 64}  # fmt: skip
+    losses = {}
+    for name, make in (("plain", sft_trainer), ("trl", None)):
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+        config = trl.SFTConfig(**args)
+        if make is None:
+            trainer = trl.SFTTrainer(model=model, args=config, train_dataset=data, processing_class=tokenizer)
+        else:
+            trainer = make(model, tokenizer, data, config)
+            assert type(trainer).__name__ == "PlainLossSFTTrainer"
+        batch = trainer._prepare_inputs(next(iter(trainer.get_train_dataloader())))
+        assert (batch["labels"] == -100).any()  # prompt tokens carry no loss
+        model.train()  # as the Trainer sets it: a training step counts its tokens
+        with torch.no_grad():
+            losses[name] = trainer.compute_loss(model, dict(batch)).item()
+        if name == "plain":
+            assert trainer._total_train_tokens == int(batch["attention_mask"].sum())
+    assert losses["plain"] == pytest.approx(losses["trl"], rel=1e-4)
