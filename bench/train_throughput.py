@@ -26,6 +26,7 @@ import argparse
 import json
 import random
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -305,6 +306,8 @@ def run_arm(arm: Arm, work: Path, release: str) -> dict[str, Any] | None:
     command = [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(asdict(arm)),
                "--work", str(work), "--release", release]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+    # The trained weights (and TRL's checkpoints) are not what is measured: ~0.5-1 GB an arm, gone now.
+    shutil.rmtree(work / "out" / arm.name, ignore_errors=True)
     path = work / "arms" / f"{arm.name}.json"
     if done.returncode or not path.exists():
         print(f"  {arm.name}: FAILED (exit {done.returncode})\n{(done.stdout + done.stderr)[-3000:]}")
