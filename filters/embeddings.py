@@ -107,13 +107,14 @@ class Embedder:
 
     def encode(self, texts: list[str], progress: str | None = None, batch_size: int = BATCH_SIZE) -> np.ndarray:
         """Vectors of ``texts`` in their order, ``batch_size`` at a time; a progress bar titled ``progress``."""
-        keys = [digest(self.key + "\x00" + text) for text in texts]
+        key_of = {text: digest(self.key + "\x00" + text) for text in texts}
+        keys = [key_of[text] for text in texts]
         cached = VECTOR_CACHE.get_many(keys)
         vectors = {key: np.frombuffer(value, np.float32) for key, value in cached.items()}
-        missing = list(dict.fromkeys(text for text, key in zip(texts, keys, strict=True) if key not in vectors))
+        missing = [text for text, key in key_of.items() if key not in vectors]
         if missing:
             made = self._encode(missing, progress, batch_size)
-            fresh = {digest(self.key + "\x00" + text): made[i] for i, text in enumerate(missing)}
+            fresh = {key_of[text]: made[i] for i, text in enumerate(missing)}
             VECTOR_CACHE.put_many({key: vector.tobytes() for key, vector in fresh.items()})
             vectors.update(fresh)
         if not texts:
