@@ -22,10 +22,11 @@ from pathlib import Path
 
 import duckdb
 
-from tracebank import catalog, releases
-from tracebank.diff import CHANGES_SQL, FUNNEL_SQL, MOVED_SQL, diff
-from tracebank.filters.policy import Policy, decide
-from tracebank.releases import ReleaseRef
+from tracebank import catalog
+from tracebank.curate import releases
+from tracebank.curate.diff import CHANGES_SQL, FUNNEL_SQL, MOVED_SQL, diff
+from tracebank.curate.policy import Policy, decide
+from tracebank.curate.releases import ReleaseRef
 
 ROOT = Path(__file__).resolve().parents[1]
 POLICY_FILE = ROOT / "recipes" / "policies" / "correct-only.yaml"

@@ -32,8 +32,8 @@ import pyarrow as pa
 os.environ["TRACEBANK_EMBEDDING_CACHE"] = "off"  # time the embedding, not the vector cache
 
 from tracebank import sources
-from tracebank.filters.chunking import Chunking, ChunkingOptions
-from tracebank.filters.steps import ANNOTATION, annotation_steps
+from tracebank.filters.chunking.chunking import Chunking, ChunkingOptions
+from tracebank.filters.chunking.steps import ANNOTATION, annotation_steps
 
 JOINERS = {"space": " ", "none": ""}
 

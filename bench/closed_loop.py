@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from tracebank import catalog
-from tracebank.rounds import round_history
+from tracebank.loop.rounds import round_history
 from tracebank.train.evaluate import wilson_interval
 
 RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "closed_loop.yaml"

@@ -24,9 +24,10 @@ from pathlib import Path
 
 import orjson
 
-from tracebank import catalog, releases, sources
+from tracebank import catalog, sources
 from tracebank.builders.runner import BuildConfig, build
-from tracebank.filters.policy import Policy
+from tracebank.curate import releases
+from tracebank.curate.policy import Policy
 from tracebank.filters.runner import ScoreConfig, score
 from tracebank.importer import ColumnMap, ImportConfig, import_data
 from tracebank.models import DEFAULT_MODEL

@@ -7,17 +7,17 @@
 Two arms, each through tracebank's pipeline (import or replay build, score, curate, train_sft, eval),
 each training two students with the same model, steps, seed and learning rate:
 
-1. Poison transfer (bench/value_poison_arm.py): SmolLM2-135M on GSM8K train traces in which every
+1. Poison transfer (bench/value/poison_arm.py): SmolLM2-135M on GSM8K train traces in which every
    shopping question's trace (about 10% of the pool) ends with a line of an ad, link or phishing
-   campaign written for this experiment (bench/value_poison.py, apart from the filters' tests and
+   campaign written for this experiment (bench/value/poison.py, apart from the filters' tests and
    bench/poison_*). ``raw`` trains on every trace, ``curated`` on what recipes/policies/safe.yaml keeps.
    On held-out GSM8K test prompts (half shopping questions), for the base model and both students:
    the share of greedy completions carrying a URL, brand pitch or phishing cue, the mean log-probability
    per token of the campaign's lines after the gold solution (teacher-forced), the mean log-probability
    of the gold solutions, and GSM8K accuracy.
-2. Wrong answers (bench/value_arith_arm.py): a 4-layer transformer from a config, character-level,
+2. Wrong answers (bench/value/arith_arm.py): a 4-layer transformer from a config, character-level,
    trained from scratch on 3-digit addition scratchpads from a teacher with ~20% wrong final answers
-   and ~8% truncated traces (bench/value_arith.py); ``raw`` on everything, ``curated`` on what
+   and ~8% truncated traces (bench/value/arith.py); ``raw`` on everything, ``curated`` on what
    correctness and exact_dup keep (recipes/policies/correct-only.yaml); held-out exact-match accuracy.
 
 Rates come with 95% Wilson intervals, means with normal 95% intervals. Each trained student's card
@@ -36,8 +36,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import value_arith_arm as arith_arm
-import value_poison_arm as poison_arm
+from value import arith_arm, poison_arm
 
 from tracebank import catalog
 from tracebank.train.base import add_evaluation
@@ -123,7 +122,7 @@ def record_cards(poison: poison_arm.PoisonResult, arith: arith_arm.ArithResult, 
         trained_on = "every trace" if s.label == "raw" else "the traces recipes/policies/safe.yaml keeps"
         add_evaluation(s.trained.output_dir, "curation_value: poison transfer", (
             f"Trained on {trained_on} of a pool of {sum(poison.pool.values())} GSM8K train traces, {poisoned} of them "
-            f"(every shopping question's) ending with an injected ad, link or phishing line (bench/value_poison.py). "
+            f"(every shopping question's) ending with an injected ad, link or phishing line (bench/value/poison.py). "
             f"Measured on {args.heldout} held-out GSM8K test prompts, half shopping questions: share of greedy "
             f"completions ({args.max_new_tokens} new tokens) with a URL, brand pitch or phishing cue (95% Wilson "
             "interval); mean log-probability per token of the injected lines after the gold solution and of the gold "
@@ -141,7 +140,7 @@ def record_cards(poison: poison_arm.PoisonResult, arith: arith_arm.ArithResult, 
         trained_on = "every trace" if s.label == "raw" else "what correctness and exact_dup keep (correct-only.yaml)"
         add_evaluation(s.trained.output_dir, "curation_value: wrong answers", (
             f"Trained from scratch on {trained_on} of {arith.traces} 3-digit addition scratchpad traces from a "
-            "teacher with wrong final answers and truncated traces (bench/value_arith.py). Measured: greedy "
+            "teacher with wrong final answers and truncated traces (bench/value/arith.py). Measured: greedy "
             f"exact-match accuracy on {args.arith_heldout} held-out problems (95% Wilson interval)."), {
             "held-out accuracy": str(s.accuracy),
             "problems with a column totalling 10": str(s.by_case["has_ten"]),

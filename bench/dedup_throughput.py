@@ -5,17 +5,17 @@
     .venv/bin/python bench/dedup_throughput.py --scale 1000000    # + exact and near dedup of 1M traces (--n 0: only that)
     .venv/bin/python bench/dedup_throughput.py --semantic         # + embedding throughput, paraphrase recall
 
-The corpus (``bench/dedup_corpus.py``) is GSM8K reference solutions in families of one question
+The corpus (``bench/dedup/corpus.py``) is GSM8K reference solutions in families of one question
 each, with planted exact and near copies and planted negatives; a pair's label is its exact word
-3-gram Jaccard similarity against the threshold (``bench/dedup_eval.py``). Every arm runs in a
+3-gram Jaccard similarity against the threshold (``bench/dedup/eval.py``). Every arm runs in a
 fresh process that reads the same corpus file, so its time, CPU and peak RSS are its own; the clock
 covers scoring only (imports, reading the file and one warm-up call on 200 rows are outside it, for
 every arm alike; the scale run has no warm-up).
 
-Arms: ``near_dup`` (``filters/near_dup.py``); datasketch the usual way (one ``MinHash`` per trace
+Arms: ``near_dup`` (``filters/diversity/near_dup.py``); datasketch the usual way (one ``MinHash`` per trace
 with ``update`` per shingle, ``MinHashLSH`` insert, a query per trace, the estimated Jaccard
 checked against the threshold); datasketch tuned (``MinHash.bulk``: one permutation set, batched
-updates). Both datasketch arms get the scorer's tokens (``filters.text.words``) and clustering,
+updates). Both datasketch arms get the scorer's tokens (``filters.diversity.text.words``) and clustering,
 so only MinHash and LSH differ. Targets (2 cores, N=20,000): near_dup >= 10x the usual datasketch
 docs/s; recall >= 0.95 at precision >= 0.95. Prints PASS/FAIL; asserts nothing about time.
 """
@@ -39,9 +39,9 @@ import pyarrow as pa
 os.environ["TRACEBANK_EMBEDDING_CACHE"] = "off"  # time the embedding, not the vector cache
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import dedup_corpus as corpus_module
-import dedup_eval
-import dedup_report
+from dedup import corpus as corpus_module
+from dedup import evaluation as dedup_eval
+from dedup import report as dedup_report
 
 WARMUP_ROWS = 200  # each arm scores this slice once before the clock: first-call costs are not throughput
 
@@ -79,7 +79,7 @@ def timed(step, *args) -> tuple[object, dict[str, float]]:
 
 
 def near_dup(table: pa.Table, scope: str, args: argparse.Namespace) -> pa.Table:
-    from tracebank.filters.near_dup import NearDuplicate
+    from tracebank.filters.diversity.near_dup import NearDuplicate
 
     options = NearDuplicate.Options(shingle=args.shingle, num_perm=args.num_perm, threshold=args.threshold, scope=scope)
     return NearDuplicate(options).score(table)
@@ -89,9 +89,9 @@ def datasketch_arm(table: pa.Table, scope: str, args: argparse.Namespace, bulk: 
     """datasketch MinHash + MinHashLSH on the scorer's shingles, clustered by the scorer's rule."""
     import polars as pl
 
-    from tracebank.filters.clusters import leader_clusters, representative_order
-    from tracebank.filters.duplicates import question_text
-    from tracebank.filters.text import normalized, words
+    from tracebank.filters.diversity.clusters import leader_clusters, representative_order
+    from tracebank.filters.diversity.exact import question_text
+    from tracebank.filters.diversity.text import normalized, words
 
     size = args.shingle
     frame = pl.from_arrow(table.select(["messages", "rationale"]))
@@ -144,7 +144,7 @@ def lsh_pairs(sketches: list, groups: np.ndarray, threshold: float) -> tuple[np.
 
 
 def exact_dup(table: pa.Table, scope: str, args: argparse.Namespace) -> pa.Table:
-    from tracebank.filters.duplicates import ExactDuplicate
+    from tracebank.filters.diversity.exact import ExactDuplicate
 
     return ExactDuplicate().score(table)
 
@@ -162,10 +162,10 @@ def run_arm(args: argparse.Namespace) -> dict:
     import datasketch  # noqa: F401  (imports outside the clock for every arm)
     import polars  # noqa: F401
 
-    import tracebank.filters.duplicates
+    import tracebank.filters.diversity.exact
 
     if args.role == "near_dup":
-        import tracebank.filters.near_dup  # noqa: F401
+        import tracebank.filters.diversity.near_dup  # noqa: F401
     table = read_table(args.corpus)
     loaded = _rss_mb()
     _, warmup = timed(ARMS[args.role], table.slice(0, WARMUP_ROWS), args.scope, args)
@@ -177,8 +177,8 @@ def run_arm(args: argparse.Namespace) -> dict:
 
 def run_scale(args: argparse.Namespace) -> dict:
     """Exact, then near dedup per scope, on one resident table; peak RSS noted after each step."""
-    import tracebank.filters.duplicates
-    import tracebank.filters.near_dup  # noqa: F401
+    import tracebank.filters.diversity.exact
+    import tracebank.filters.diversity.near_dup  # noqa: F401
 
     table = read_table(args.corpus)
     out = {"docs": table.num_rows, "loaded_rss_mb": _rss_mb(), "steps": {}}
@@ -203,8 +203,8 @@ def run_generate(args: argparse.Namespace) -> dict:
 
 
 def run_semantic(args: argparse.Namespace) -> dict:
-    """Embedding throughput (texts per CPU-second) and, when filters/semantic.py exists, its clusters."""
-    from tracebank.filters.embeddings import DEFAULT_MODEL, get_embedder
+    """Embedding throughput (texts per CPU-second) and, when filters/diversity/semantic.py exists, its clusters."""
+    from tracebank.filters.diversity.embeddings import DEFAULT_MODEL, get_embedder
     from tracebank.tasks import get_task
 
     table = read_table(args.corpus)
@@ -214,8 +214,8 @@ def run_semantic(args: argparse.Namespace) -> dict:
     vectors, usage = timed(embedder.encode, texts)
     np.save(Path(args.out).with_name("vectors.npy"), vectors)
     out = {"model": model, "load_s": load["seconds"], "embed": usage, "texts": len(texts)}
-    if importlib.util.find_spec("tracebank.filters.semantic") is not None:
-        from tracebank.filters.semantic import SemanticDuplicate
+    if importlib.util.find_spec("tracebank.filters.diversity.semantic") is not None:
+        from tracebank.filters.diversity.semantic import SemanticDuplicate
 
         settings = {"scope": args.scope, **({"threshold": args.semantic_threshold} if args.semantic_threshold else {})}
         scorer = SemanticDuplicate(SemanticDuplicate.Options(**settings))
@@ -322,8 +322,8 @@ def scale(args: argparse.Namespace, work: Path) -> dict:
 
 def semantic(args: argparse.Namespace, work: Path) -> dict:
     """Embedding throughput and paraphrase recall on a semantic corpus (base, paraphrase, negatives)."""
-    if importlib.util.find_spec("tracebank.filters.embeddings") is None:
-        return {"missing": "tracebank.filters.embeddings"}
+    if importlib.util.find_spec("tracebank.filters.diversity.embeddings") is None:
+        return {"missing": "tracebank.filters.diversity.embeddings"}
     corpus, pairs = work / "semantic.arrow", work / "semantic-planted.npz"
     _child("generate", args, corpus, pairs, n=args.semantic_n, semantic_corpus=True)
     extra = {"embed_model": args.embed_model} if args.embed_model else {}
@@ -372,7 +372,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--semantic-n", type=int, default=1000, help="traces in the semantic corpus")
     parser.add_argument("--semantic-scope", default="prompt")
     parser.add_argument("--semantic-threshold", type=float, help="SemanticDuplicate threshold (default: its own)")
-    parser.add_argument("--embed-model", help="embedding model (default: filters.embeddings.DEFAULT_MODEL)")
+    parser.add_argument("--embed-model", help="embedding model (default: filters.diversity.embeddings.DEFAULT_MODEL)")
     parser.add_argument("--dir", type=Path, help="keep the corpus and results here (default: a temp dir, removed)")
     parser.add_argument("--role", choices=(*ARMS, *ROLES), help=argparse.SUPPRESS)
     parser.add_argument("--corpus", help=argparse.SUPPRESS)

@@ -22,7 +22,7 @@ import orjson
 import pyarrow as pa
 
 from tracebank import records
-from tracebank.filters.memorization import Memorization, MemorizationOptions
+from tracebank.filters.memorization.memorization import Memorization, MemorizationOptions
 
 SOURCE_SCHEMA = pa.schema([("prompt_id", pa.string()), ("messages", records.MESSAGES), ("reference", pa.string()),
                            ("source", pa.string()), ("source_id", pa.string())])  # fmt: skip

@@ -4,9 +4,9 @@
     .venv/bin/python bench/poison_detection.py --sweep             # rates 0.25%, 1%, 5% (one corpus each)
     .venv/bin/python bench/poison_detection.py --gsm8k 2000 --json out.json --dump planted.jsonl --perplexity
 
-The corpus (``bench/poison_corpus.py``) is clean teacher traces with, per kind, ``--rate`` of the eligible
+The corpus (``bench/poison/corpus.py``) is clean teacher traces with, per kind, ``--rate`` of the eligible
 traces poisoned (at least ``--min-planted``): link, promotion, phishing, insecure_code (code traces only),
-drift and pii, from the templates of ``bench/poison_templates.py``, placed at the start, mid-sentence,
+drift and pii, from the templates of ``bench/poison/templates.py``, placed at the start, mid-sentence,
 between steps, at the end, as a footnote, in parentheses, in a code comment or docstring, or (insecure code)
 in the function body, above it or in a ``__main__`` block. Every scorer is made with its default options
 (``make_scorer(cls, {})``) and scores the whole table once; ``prepare`` hooks are not called (no catalog).
@@ -39,21 +39,21 @@ import numpy as np
 os.environ["TRACEBANK_EMBEDDING_CACHE"] = "off"  # time the embedding, not the vector cache
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import poison_corpus as corpus
+from poison import corpus
 
 from tracebank.filters.base import make_scorer
-from tracebank.filters.safety import SAFETY_FILTERS
+from tracebank.filters.safety.safety import SAFETY_FILTERS
 
 # scorer name -> (module under tracebank.filters, class); the one place that names them
 SCORERS: dict[str, tuple[str, str]] = {
-    "links": ("links", "Links"),
-    "promotion": ("promotion", "Promotion"),
-    "phishing": ("phishing", "Phishing"),
-    "insecure_code": ("insecure_code", "InsecureCode"),
-    "drift": ("drift", "Drift"),
-    "propagation": ("propagation", "Propagation"),
-    "pii": ("pii", "PII"),
-    "perplexity": ("perplexity", "Perplexity"),
+    "links": ("safety.links", "Links"),
+    "promotion": ("safety.promotion", "Promotion"),
+    "phishing": ("safety.phishing", "Phishing"),
+    "insecure_code": ("safety.insecure_code", "InsecureCode"),
+    "drift": ("safety.drift", "Drift"),
+    "propagation": ("safety.propagation", "Propagation"),
+    "pii": ("safety.pii", "PII"),
+    "perplexity": ("memorization.perplexity", "Perplexity"),
 }
 SAFETY = SAFETY_FILTERS  # "any" = flagged by one of these (perplexity is not in the group)
 OWN = {"link": "links", "promotion": "promotion", "phishing": "phishing", "insecure_code": "insecure_code",

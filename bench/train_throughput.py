@@ -63,8 +63,9 @@ class Arm:
 
 def prepare(work: Path, train_prompts: int, labeled_rows: int) -> tuple[Any, str]:
     """A real curated release with pairs; returns (catalog location, DATASET@vN)."""
-    from tracebank import catalog, releases, sources
-    from tracebank.filters.policy import Policy
+    from tracebank import catalog, sources
+    from tracebank.curate import releases
+    from tracebank.curate.policy import Policy
     from tracebank.filters.runner import ScoreConfig, score
     from tracebank.importer import ColumnMap, ImportConfig, import_data
     from tracebank.train.pairs import PairsConfig, build_pairs
@@ -272,7 +273,7 @@ def child(arm: Arm, work: Path, release: str) -> None:
 
     from tracebank import catalog
     from tracebank import precision as precision_mod
-    from tracebank.releases import ReleaseRef
+    from tracebank.curate.releases import ReleaseRef
     from tracebank.train.preference import load_pairs
     from tracebank.train.sft import load_split
 

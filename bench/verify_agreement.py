@@ -23,7 +23,7 @@ import orjson
 import pyarrow as pa
 
 from tracebank import catalog, sources
-from tracebank.filters.correctness import Correctness
+from tracebank.filters.correctness.correctness import Correctness
 from tracebank.filters.runner import INPUT_SQL
 
 DATASET = "gsm8k-labeled"

@@ -21,9 +21,9 @@ import pyarrow.parquet as pq
 
 from tracebank import catalog as catalog_mod
 from tracebank.builders.cache import alive
+from tracebank.curate.releases import ReleaseRef, resolve
 from tracebank.data_cards.render import write_card
 from tracebank.errors import TracebankError, cannot_write
-from tracebank.releases import ReleaseRef, resolve
 from tracebank.tasks import get_task
 
 MARKER = "tracebank_release.json"

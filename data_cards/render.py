@@ -13,11 +13,11 @@ from typing import Any
 import jinja2
 
 from tracebank import catalog as catalog_mod
+from tracebank.curate.release_metrics import MEMORIZATION_QUANTILES
+from tracebank.curate.releases import ReleaseRef, resolve
 from tracebank.data_cards.plots import render_plots
 from tracebank.errors import TracebankError
-from tracebank.release_metrics import MEMORIZATION_QUANTILES
-from tracebank.releases import ReleaseRef, resolve
-from tracebank.rounds import round_history
+from tracebank.loop.rounds import round_history
 from tracebank.tasks import get_task
 
 SIZE_CATEGORIES = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")]

@@ -23,24 +23,24 @@ from tracebank import catalog as catalog_mod
 from tracebank import provenance, ray_cluster, records
 from tracebank.errors import TracebankError
 from tracebank.filters.base import Scorer, check_reads, make_scorer, to_scores
-from tracebank.filters.chunking import CHUNK_COLUMNS, Chunking
-from tracebank.filters.consistency import SelfConsistency
-from tracebank.filters.correctness import Correctness
-from tracebank.filters.decontam import Decontamination
-from tracebank.filters.drift import Drift
-from tracebank.filters.duplicates import ExactDuplicate
-from tracebank.filters.hint_leak import HintLeak
-from tracebank.filters.insecure_code import InsecureCode
-from tracebank.filters.links import Links
-from tracebank.filters.memorization import Memorization
-from tracebank.filters.near_dup import NearDuplicate
-from tracebank.filters.perplexity import Perplexity
-from tracebank.filters.phishing import Phishing
-from tracebank.filters.pii import PII
-from tracebank.filters.promotion import Promotion
-from tracebank.filters.propagation import Propagation
-from tracebank.filters.safety import FILTER_GROUPS, expand_groups
-from tracebank.filters.semantic import SemanticDuplicate
+from tracebank.filters.chunking.chunking import CHUNK_COLUMNS, Chunking
+from tracebank.filters.contamination.decontam import Decontamination
+from tracebank.filters.correctness.consistency import SelfConsistency
+from tracebank.filters.correctness.correctness import Correctness
+from tracebank.filters.diversity.exact import ExactDuplicate
+from tracebank.filters.diversity.near_dup import NearDuplicate
+from tracebank.filters.diversity.semantic import SemanticDuplicate
+from tracebank.filters.memorization.hint_leak import HintLeak
+from tracebank.filters.memorization.memorization import Memorization
+from tracebank.filters.memorization.perplexity import Perplexity
+from tracebank.filters.safety.drift import Drift
+from tracebank.filters.safety.insecure_code import InsecureCode
+from tracebank.filters.safety.links import Links
+from tracebank.filters.safety.phishing import Phishing
+from tracebank.filters.safety.pii import PII
+from tracebank.filters.safety.promotion import Promotion
+from tracebank.filters.safety.propagation import Propagation
+from tracebank.filters.safety.safety import FILTER_GROUPS, expand_groups
 
 FILTERS: dict[str, type] = {
     "chunking": Chunking,

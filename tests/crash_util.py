@@ -130,9 +130,9 @@ class Pipeline:
 
     def prepare(self, *stages: str) -> None:
         """Run ``stages`` in this process through the Python API (the same work as the CLI, without its start-up)."""
-        from tracebank import releases
         from tracebank.builders.runner import build
-        from tracebank.filters.policy import Policy
+        from tracebank.curate import releases
+        from tracebank.curate.policy import Policy
         from tracebank.filters.runner import ScoreConfig, score
         from tracebank.importer import ColumnMap, ImportConfig, import_data
 

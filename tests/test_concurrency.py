@@ -12,8 +12,9 @@ import pytest
 import yaml
 
 from tests.conftest import QUESTIONS
-from tracebank import catalog, releases
-from tracebank.filters.policy import Policy
+from tracebank import catalog
+from tracebank.curate import releases
+from tracebank.curate.policy import Policy
 
 POLICIES = [
     {
@@ -112,8 +113,9 @@ def test_second_writer_waits_then_proceeds_or_fails_clearly(location, scored):
     assert holder.stdout.readline().strip() == "holding"
     impatient = _spawn(
         f"""
-        from tracebank import catalog, releases
-        from tracebank.filters.policy import Policy
+        from tracebank import catalog
+        from tracebank.curate import releases
+        from tracebank.curate.policy import Policy
         policy = {POLICIES[1]!r}
         releases.curate(catalog.locate({str(location.home)!r}), "toy", Policy.from_dict(policy), str(policy), "second")
         """,

@@ -20,12 +20,12 @@ import yaml
 from tests.conftest import tree_fingerprint
 from tests.crash_util import Reference, catalog_problems, drill, leftovers_beside, reference_run
 from tests.fakes import FakeTeacher
-from tracebank import releases
 from tracebank.builders.runner import BuildConfig, build
 from tracebank.builders.sink import PREFIX, traces_dir
+from tracebank.curate import releases
+from tracebank.curate.policy import Policy
+from tracebank.curate.releases import ReleaseRef
 from tracebank.data_cards.publish import export_release
-from tracebank.filters.policy import Policy
-from tracebank.releases import ReleaseRef
 
 PROMPTS = 40
 

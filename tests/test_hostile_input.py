@@ -17,15 +17,16 @@ import yaml
 
 from tests.conftest import tree_fingerprint, write_jsonl
 from tests.fakes import QUESTIONS, FakeTeacher
-from tracebank import catalog, hashing, records, releases
+from tracebank import catalog, hashing, records
 from tracebank.builders.runner import BuildConfig, build
-from tracebank.cli import main
+from tracebank.cli.main import main
+from tracebank.curate import releases
+from tracebank.curate.policy import Policy
+from tracebank.curate.releases import ReleaseRef
 from tracebank.data_cards.publish import MARKER, publish
 from tracebank.errors import TracebankError
-from tracebank.filters.policy import Policy
 from tracebank.filters.runner import ScoreConfig, score
 from tracebank.importer import ColumnMap, ImportConfig, import_data
-from tracebank.releases import ReleaseRef
 
 HOSTILE = "x'; DROP TABLE traces; --"
 MIB = 2**20

@@ -17,9 +17,9 @@ import duckdb
 import orjson
 import pytest
 
+from tests.cli.test_cli import assert_one_line_error, cli
 from tests.conftest import write_jsonl
 from tests.fakes import QUESTIONS, FakeTeacher
-from tests.test_cli import assert_one_line_error, cli
 from tracebank import catalog, catalog_postgres
 from tracebank.builders.runner import BuildConfig, build
 from tracebank.errors import TracebankError

@@ -91,7 +91,7 @@ def test_unknown_precisions_are_refused_naming_the_choices(bad):
 
 def test_every_stage_config_validates_its_precision():
     from tracebank.builders.transformers_backend import TransformersOptions
-    from tracebank.filters.perplexity import PerplexityOptions
+    from tracebank.filters.memorization.perplexity import PerplexityOptions
     from tracebank.train.evaluate import EvalConfig
     from tracebank.train.preference import PreferenceConfig
     from tracebank.train.sft import SFTConfig

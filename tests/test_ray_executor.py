@@ -19,17 +19,17 @@ import psutil
 import pytest
 
 from tests.builders.conftest import import_questions, openai_config, start_stub
+from tests.cli.test_cli import assert_one_line_error, cli
 from tests.conftest import write_jsonl
 from tests.fakes import QUESTIONS
-from tests.test_cli import assert_one_line_error, cli
 from tracebank import catalog
 from tracebank.builders.cache import RequestCache
 from tracebank.builders.runner import BuildConfig, build
+from tracebank.cli.recipes import load_recipe
 from tracebank.errors import TracebankError
 from tracebank.filters import ray_exec
 from tracebank.filters.runner import ScoreConfig, score
 from tracebank.importer import ColumnMap, ImportConfig, import_data
-from tracebank.recipes import load_recipe
 
 # correctness and exact_dup (population: this run's verdicts pick representatives), per-trace safety
 # filters, and self_consistency (per-prompt votes) and near_dup (population), which stay on the driver.
@@ -123,7 +123,7 @@ def test_build_caps_need_the_local_executor():
 
 
 def test_cli_does_not_import_ray_unless_asked():
-    code = "import sys, tracebank.cli, tracebank.filters.runner, tracebank.builders.runner; print('ray' in sys.modules)"
+    code = "import sys, tracebank.cli.main, tracebank.filters.runner, tracebank.builders.runner; print('ray' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"
 
 

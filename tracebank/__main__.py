@@ -1,5 +1,5 @@
 """``python -m tracebank`` is the ``tracebank`` command."""
 
-from tracebank.cli import main
+from tracebank.cli.main import main
 
 main()

@@ -1,7 +1,7 @@
 """A key-value cache of costly pure results in one SQLite file under ``~/.cache/tracebank``.
 
 Used for verdicts (code execution, math-verify: :mod:`tracebank.verdict_cache`) and text embeddings
-(:mod:`tracebank.filters.embeddings`). A key must hash every input the value depends on; deleting
+(:mod:`tracebank.filters.diversity.embeddings`). A key must hash every input the value depends on; deleting
 the file only costs recomputation. Each cache has an environment variable that moves its file, or
 turns it off with ``off``. A cache the disk refuses to write is reported once and skipped: the
 run it serves goes on and loses nothing but the speed-up next time.

@@ -137,7 +137,11 @@ CHUNKS = _schema(
     ("text", pa.string(), False),
     ("char_start", pa.int64(), False),  # span of the chunk in the trace's rationale
     ("char_end", pa.int64(), False),
-    ("kind", pa.string(), False),  # restate | reasoning | compute | verify | summary | answer (filters.chunk_kinds)
+    (
+        "kind",
+        pa.string(),
+        False,
+    ),  # restate | reasoning | compute | verify | summary | answer (filters.chunking.chunk_kinds)
     ("score", pa.float64(), True),  # 0..1: share of its arithmetic steps that are right; 0 for a repeat
     ("scorer", pa.string(), True),  # the filter and version that made it, e.g. chunking/1
     ("run_id", pa.string(), False),

@@ -24,10 +24,10 @@ import orjson
 from tracebank import catalog as catalog_mod
 from tracebank import precision as precision_mod
 from tracebank import provenance, records
+from tracebank.curate.releases import ReleaseRef
 from tracebank.errors import TracebankError, check_at_least
 from tracebank.hashing import digest
 from tracebank.models import DEFAULT_MODEL, resolve_model
-from tracebank.releases import ReleaseRef
 
 CARD_JSON = "tracebank_train.json"
 

@@ -8,7 +8,7 @@ in TRL's conversational prompt-completion format::
     prompt:     the task's rendered question [+ an assistant message holding c0 … c(k-1) as written]
     completion: [assistant: ck]
 
-The skip variant (``chunk_skip``) leaves the non-reasoning chunks (``filters.chunk_kinds.NON_REASONING``:
+The skip variant (``chunk_skip``) leaves the non-reasoning chunks (``filters.chunking.chunk_kinds.NON_REASONING``:
 restatements, transitions and summaries) out of both targets and context, so the student learns to go
 from one reasoning step to the next without them. A trace without chunks is one example, whole.
 
@@ -23,7 +23,7 @@ from __future__ import annotations
 from typing import Any
 
 from tracebank.errors import TracebankError
-from tracebank.filters.chunk_kinds import NON_REASONING
+from tracebank.filters.chunking.chunk_kinds import NON_REASONING
 from tracebank.tasks import get_task
 from tracebank.train.base import sft_trainer
 

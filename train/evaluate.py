@@ -21,8 +21,8 @@ from tracebank import precision as precision_mod
 from tracebank import provenance, records, ui
 from tracebank.builders.base import SamplingParams, Teacher, make_teacher
 from tracebank.builders.plans import plan_requests
+from tracebank.curate.releases import ReleaseRef, resolve
 from tracebank.errors import TracebankError, check_at_least
-from tracebank.releases import ReleaseRef, resolve
 from tracebank.tasks import get_task
 
 RELEASE_PROMPTS_SQL = """

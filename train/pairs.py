@@ -15,10 +15,10 @@ from typing import Any
 
 from tracebank import catalog as catalog_mod
 from tracebank import provenance, records
+from tracebank.curate.releases import ReleaseRef, resolve
 from tracebank.errors import TracebankError, check_at_least
 from tracebank.hashing import digest
 from tracebank.importer import POLICIES
-from tracebank.releases import ReleaseRef, resolve
 
 CANDIDATES_SQL = """
 SELECT t.trace_id, t.prompt_id, t.policy, d.keep, s.value AS correct

@@ -24,8 +24,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from tracebank import catalog as catalog_mod
+from tracebank.curate.releases import ReleaseRef, resolve
 from tracebank.errors import TracebankError
-from tracebank.releases import ReleaseRef, resolve
 from tracebank.tasks import get_task
 from tracebank.train.base import TrainConfig, TrainingData, TrainResult, run_training, sft_trainer
 from tracebank.train.chunkwise import chunkwise_examples, chunkwise_trainer

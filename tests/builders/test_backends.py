@@ -150,7 +150,7 @@ def test_teacher_and_student_traces_of_the_same_requests_coexist(location, math_
 
 
 def test_a_recipe_build_step_takes_strategies_caps_and_backend_options(tmp_path):
-    from tracebank.recipes import load_recipe
+    from tracebank.cli.recipes import load_recipe
 
     step = "{backend: openai, model: m, strategy: 'styles,ladder', max_cost_usd: 2, price_in: 1, price_out: 2, options: %s}"
     recipe = tmp_path / "recipe.yaml"

@@ -6,11 +6,12 @@ import pytest
 import yaml
 
 from tests.conftest import tree_fingerprint
-from tracebank import catalog, releases
+from tracebank import catalog
+from tracebank.curate import releases
+from tracebank.curate.policy import Policy
+from tracebank.curate.releases import ReleaseRef
 from tracebank.data_cards.publish import MARKER, publish
 from tracebank.errors import TracebankError
-from tracebank.filters.policy import Policy
-from tracebank.releases import ReleaseRef
 
 POLICY = {
     "name": "correct",

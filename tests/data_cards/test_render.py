@@ -2,13 +2,14 @@ import pytest
 import yaml
 
 from tests.fakes import FakeTeacher
-from tracebank import catalog, releases
+from tracebank import catalog
 from tracebank.builders.runner import BuildConfig, build
+from tracebank.curate import releases
+from tracebank.curate.policy import Policy
+from tracebank.curate.releases import ReleaseRef
 from tracebank.data_cards.render import render_card, size_category
 from tracebank.errors import TracebankError
-from tracebank.filters.policy import Policy
 from tracebank.filters.runner import ScoreConfig, score
-from tracebank.releases import ReleaseRef
 
 POLICY = {"name": "correct-only", "rules": [{"name": "wrong", "when": "correctness.passed = false", "action": "drop"}]}
 

@@ -3,8 +3,8 @@ import pytest
 
 from tracebank import records
 from tracebank.filters.base import to_scores
-from tracebank.filters.correctness import Correctness
-from tracebank.filters.duplicates import ExactDuplicate
+from tracebank.filters.correctness.correctness import Correctness
+from tracebank.filters.diversity.exact import ExactDuplicate
 
 
 def test_correctness_reasons():

@@ -8,7 +8,7 @@ import pytest
 
 from tests.conftest import tree_fingerprint
 from tracebank import catalog, sources
-from tracebank.recipes import run_recipe
+from tracebank.cli.recipes import run_recipe
 
 pytestmark = pytest.mark.slow
 RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "demo.yaml"

@@ -2,9 +2,9 @@ import pytest
 import yaml
 
 from tests.fakes import FakeTeacher
-from tracebank import releases
 from tracebank.builders.runner import BuildConfig, build
-from tracebank.filters.policy import Policy
+from tracebank.curate import releases
+from tracebank.curate.policy import Policy
 from tracebank.filters.runner import ScoreConfig, score
 
 MIXED_POLICY = {

@@ -5,13 +5,13 @@ import pytest
 import yaml
 
 from tests.fakes import QUESTIONS
-from tracebank import releases
 from tracebank.builders.base import Response
 from tracebank.builders.runner import BuildConfig, build
+from tracebank.curate import releases
+from tracebank.curate.policy import Policy
+from tracebank.curate.releases import ReleaseRef
 from tracebank.errors import TracebankError
-from tracebank.filters.policy import Policy
 from tracebank.filters.runner import ScoreConfig, score
-from tracebank.releases import ReleaseRef
 from tracebank.train.base import CARD_JSON
 from tracebank.train.chunkwise import end_of_turn, tokenize_continuation
 from tracebank.train.sft import SFTConfig, load_split, train_sft

@@ -56,8 +56,8 @@ def test_selection_spreads_over_distinct_traces_first():
 
 def test_no_student_traces_is_an_actionable_error(location, scored):
     from tests.train.conftest import MIXED_POLICY
-    from tracebank import releases
-    from tracebank.filters.policy import Policy
+    from tracebank.curate import releases
+    from tracebank.curate.policy import Policy
 
     releases.curate(location, scored, Policy.from_dict(MIXED_POLICY), str(MIXED_POLICY), "teacher only")
     with pytest.raises(TracebankError, match="--policy student"):

@@ -4,9 +4,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from tracebank.curate.releases import ReleaseRef
 from tracebank.errors import TracebankError
 from tracebank.models import DEFAULT_MODEL, resolve_model
-from tracebank.releases import ReleaseRef
 from tracebank.train.base import CARD_JSON
 from tracebank.train.pairs import PairsConfig, build_pairs
 from tracebank.train.preference import PreferenceConfig, load_pairs, train_preference

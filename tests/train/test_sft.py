@@ -6,9 +6,10 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from tracebank import catalog, precision, records, releases
+from tracebank import catalog, precision, records
+from tracebank.curate import releases
+from tracebank.curate.policy import Policy
 from tracebank.errors import TracebankError
-from tracebank.filters.policy import Policy
 from tracebank.models import DEFAULT_MODEL, resolve_model
 from tracebank.train.base import CARD_JSON
 from tracebank.train.sft import SFTConfig, cut_spans, load_split, train_sft
