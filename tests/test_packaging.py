@@ -5,16 +5,15 @@ import re
 import sys
 import tomllib
 from importlib.metadata import packages_distributions
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-PACKAGE_DIRS = ["tracebank", "builders", "filters", "train", "data_cards"]
+from tests import ROOMS, ROOT
+
 OPTIONAL = {"vllm"}  # the vllm backend imports it behind a clear "pip install vllm" error
 
 
 def imported_modules() -> dict[str, str]:
     found: dict[str, str] = {}
-    for directory in PACKAGE_DIRS:
+    for directory in ROOMS:
         for path in (ROOT / directory).rglob("*.py"):
             for node in ast.walk(ast.parse(path.read_text())):
                 if isinstance(node, ast.Import):

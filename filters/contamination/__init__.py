@@ -1,0 +1,2 @@
+"""Contamination: traces whose prompts overlap registered benchmark items (``decontam``), by word
+n-grams (``ngrams.py``)."""
