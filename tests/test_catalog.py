@@ -154,7 +154,7 @@ def test_duckdb_catalog_reader_during_write_gets_clear_error(location):
 
 def test_older_catalogs_gain_new_tables_and_columns_on_the_next_write(location):
     catalog.init(location)
-    con = catalog._attach(location, read_only=False)
+    con = catalog.attach(location, read_only=False)
     try:  # what a catalog made before decisions.rank and the embeddings table looks like
         con.execute("ALTER TABLE lake.decisions DROP COLUMN rank")
         con.execute("DROP TABLE lake.embeddings")
