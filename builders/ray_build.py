@@ -27,7 +27,7 @@ from tracebank.builders.cache import RequestCache
 from tracebank.errors import TracebankError
 
 if TYPE_CHECKING:
-    from tracebank.builders.runner import BuildConfig, _Tally
+    from tracebank.builders.config import BuildConfig, Tally
     from tracebank.builders.sink import TraceSink
 
 TASK_RETRIES = 3  # tries Ray gives a shard whose worker died, after the first
@@ -49,7 +49,7 @@ def generate_on_ray(
     sink: TraceSink,
     row: Any,
     cfg: BuildConfig,
-    tally: _Tally,
+    tally: Tally,
 ) -> None:
     """Send ``requests`` from Ray tasks sharing ``cache``; store each finished response's trace row in ``sink``.
 

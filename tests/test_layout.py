@@ -1,5 +1,5 @@
-"""The layout keeps its shape: each room imports only the rooms its ``__init__.py`` says it may, and
-every package says what it holds."""
+"""The layout keeps its shape: each room imports only the rooms its ``__init__.py`` says it may, every
+package says what it holds, and no module grows past what a reader takes in at once."""
 
 import ast
 import re
@@ -9,6 +9,7 @@ import pytest
 from tests import ROOMS, ROOT
 
 DOORS = {("tracebank/__main__.py", "cli")}  # `python -m tracebank` is the command
+MAX_LINES = 420
 
 
 def room_of(module: str) -> str | None:
@@ -67,6 +68,12 @@ def test_every_package_says_what_it_holds():
     bare = [str(init.relative_to(ROOT)) for room in ROOMS for init in (ROOT / room).rglob("__init__.py")
             if not ast.get_docstring(ast.parse(init.read_text()))]  # fmt: skip
     assert not bare, f"packages without a docstring: {bare}"
+
+
+def test_no_module_is_longer_than_a_reader_takes_in():
+    long = [f"{path.relative_to(ROOT)} ({n} lines)" for room in ROOMS for path in (ROOT / room).rglob("*.py")
+            if (n := len(path.read_text().splitlines())) > MAX_LINES]  # fmt: skip
+    assert not long, f"split these by what they do: {long}"
 
 
 def test_the_packages_pyproject_installs_are_the_rooms():
