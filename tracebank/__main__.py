@@ -2,4 +2,5 @@
 
 from tracebank.cli.main import main
 
-main()
+if __name__ == "__main__":  # imported by tools that walk the package (docs), it runs nothing
+    main()
