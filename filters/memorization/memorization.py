@@ -32,7 +32,7 @@ over ``zlib_ramp`` (0.4 -> 0.2; 95% of GSM8K solutions and references are above 
 strong signal is enough (a verbatim copy compresses normally); fixed ramps rather than ranks, so a
 clean dataset has no forced "riskiest 1%" and a trace's copy and repetition risks do not move when
 other traces are added. The defaults come from the 400 labeled GPT-3 GSM8K solutions and planted
-copies and loops (README). ``signal`` names the largest sub-risk (null when all are 0);
+copies and loops (docs/walkthrough/memorization.md). ``signal`` names the largest sub-risk (null when all are 0);
 ``passed`` = ``risk < threshold``; ``reason`` is ``ok``, ``no_text`` (no rationale: nothing
 judged, every metric null) or ``memorization: <the dominant signal and its value>``.
 """

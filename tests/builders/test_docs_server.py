@@ -1,22 +1,19 @@
-"""The README's "Building from a teacher server" block runs as written (the stub on a free port)."""
+"""The docs' "Building from a teacher server" block runs as written (the stub on a free port)."""
 
 import os
-import re
 import shlex
 import socket
 import subprocess
 import sys
-from pathlib import Path
 
 from tests.builders.conftest import import_questions
+from tests.docs_blocks import run_by
 from tracebank import catalog
-
-README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 
 
 def _block():
-    section = README.split("<!-- build-server:")[1]
-    return re.search(r"```bash\n(.*?)```", section, flags=re.DOTALL).group(1).strip().splitlines()
+    (block,) = run_by("tests/builders/test_docs_server.py::test_the_stub_server_block_runs_as_written")
+    return block.lines
 
 
 def _free_port():
@@ -25,7 +22,7 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def test_the_stub_server_block_of_the_readme_runs_as_written(tmp_path):
+def test_the_stub_server_block_runs_as_written(tmp_path):
     server_line, build_line = _block()
     port = str(_free_port())
     assert server_line.startswith("python -m tracebank.builders.stub_server --port 8000") and server_line.endswith("&")
