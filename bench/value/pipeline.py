@@ -19,7 +19,7 @@ from tracebank.curate.policy import Policy
 from tracebank.importer import ColumnMap, ImportConfig, import_data
 from tracebank.train.evaluate import EvalConfig, EvalResult, evaluate, wilson_interval
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 EVERYTHING = {  # "raw": every teacher trace that has text, truncated and wrong ones included
     "name": "raw-everything",
     "rules": [{"name": "failed", "when": "rationale IS NULL OR finish_reason = 'error'", "action": "drop"}],
