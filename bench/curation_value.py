@@ -29,13 +29,13 @@ on arithmetic); a miss exits non-zero at full size only.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import uptime
 from value import arith_arm, poison_arm
 
 from tracebank import catalog
@@ -69,10 +69,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         for key, value in SMOKE.items():
             setattr(args, key, value)
     return args
-
-
-def uptime() -> str:
-    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
 
 def poison_table(result: poison_arm.PoisonResult, args: argparse.Namespace) -> None:

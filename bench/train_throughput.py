@@ -35,6 +35,8 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from machine import uptime
+
 ROOT = Path(__file__).resolve().parents[1]
 DATASET = "throughput"
 LEARNING_RATE = 2e-5  # tracebank's and SFTConfig's default, given to every arm
@@ -394,10 +396,6 @@ def defaults(results: dict[str, dict]) -> None:
         a, b = results[other], results["sft bare"]
         print(f"  bare loop {a['precision']} vs {b['precision']}: {a['s_per_step']:.3f} vs {b['s_per_step']:.3f} s/step "
               f"({a['tokens_per_s'] / b['tokens_per_s']:.2f}x tokens/s; {a['measured_steps']} vs {b['measured_steps']} steps)")  # fmt: skip
-
-
-def uptime() -> str:
-    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
 
 def main(argv: list[str] | None = None) -> int:
