@@ -28,7 +28,6 @@ from mkdocs.structure.files import File
 
 ROOT = Path(__file__).resolve().parents[1]
 COSTS = Path(__file__).resolve().parent / "reference" / "filter_costs.json"
-GENERATED = {"reference/filters.md", "reference/policies.md", "reference/cli.md"}
 
 
 _TREE: Path | None = None  # the tree of links on_config made

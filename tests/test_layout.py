@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from tests import ROOMS, ROOT
+from tests import ROOMS, ROOT, module_imports
 
 DOORS = {("tracebank/__main__.py", "cli")}  # `python -m tracebank` is the command
 MAX_LINES = 420
@@ -27,17 +27,6 @@ def may_import(room: str) -> set[str]:
     return {name.strip() for name in line.split(",") if name.strip() in ROOMS}
 
 
-def imports(path) -> list[tuple[int, str]]:
-    found = []
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            found += [(node.lineno, alias.name) for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            found += [(node.lineno, node.module)]
-            found += [(node.lineno, f"{node.module}.{alias.name}") for alias in node.names]
-    return found
-
-
 def test_the_rule_reads_each_rooms_docstring():
     assert may_import("tracebank") == set()
     assert may_import("curate") == {"filters", "tracebank"}
@@ -50,7 +39,7 @@ def test_each_room_imports_only_the_rooms_below_it(room):
     wrong = []
     for path in sorted((ROOT / room).rglob("*.py")):
         where = str(path.relative_to(ROOT))
-        for line, module in imports(path):
+        for line, module in module_imports(path):
             target = room_of(module)
             if target and target not in allowed and (where, target) not in DOORS:
                 wrong.append(f"{where}:{line} imports {module}")

@@ -1,12 +1,11 @@
 """Every third-party module the package imports is a declared dependency (a fresh install has it)."""
 
-import ast
 import re
 import sys
 import tomllib
 from importlib.metadata import packages_distributions
 
-from tests import ROOMS, ROOT
+from tests import ROOMS, ROOT, module_imports
 
 OPTIONAL = {"vllm"}  # the vllm backend imports it behind a clear "pip install vllm" error
 
@@ -15,15 +14,8 @@ def imported_modules() -> dict[str, str]:
     found: dict[str, str] = {}
     for directory in ROOMS:
         for path in (ROOT / directory).rglob("*.py"):
-            for node in ast.walk(ast.parse(path.read_text())):
-                if isinstance(node, ast.Import):
-                    names = [alias.name for alias in node.names]
-                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                    names = [node.module]
-                else:
-                    continue
-                for name in names:
-                    found.setdefault(name.split(".")[0], str(path.relative_to(ROOT)))
+            for _, name in module_imports(path):
+                found.setdefault(name.split(".")[0], str(path.relative_to(ROOT)))
     return found
 
 
