@@ -159,7 +159,7 @@ def test_older_catalogs_gain_new_tables_and_columns_on_the_next_write(location):
         con.execute("ALTER TABLE lake.decisions DROP COLUMN rank")
         con.execute("DROP TABLE lake.embeddings")
     finally:
-        con.close()
+        catalog.release(con)
     with catalog.Catalog(location) as cat:
         assert "rank" not in cat.sql("DESCRIBE decisions")["column_name"].to_list()
     with catalog.writing(location, "a decision") as writer:
@@ -167,3 +167,56 @@ def test_older_catalogs_gain_new_tables_and_columns_on_the_next_write(location):
     with catalog.Catalog(location) as cat:
         assert cat.scalar("SELECT rank FROM decisions") == 1
         assert cat.sql("DESCRIBE embeddings")["column_name"].to_list() == records.EMBEDDINGS.names
+
+
+WRITE_FROM_ANOTHER_PROCESS = """
+import sys
+from tracebank import catalog, records
+import pyarrow as pa
+row = {"dataset": "d", "version": 1, "trace_id": sys.argv[2], "prompt_id": "p", "keep": True,
+       "rule": "default", "reason": "default", "split": "train", "rank": 1}
+with catalog.writing(catalog.locate(sys.argv[1]), "from another process") as writer:
+    writer.insert("decisions", records.to_table([row], records.DECISIONS))
+"""
+
+
+@pytest.mark.parametrize("backend", ["duckdb", "sqlite"])
+def test_a_released_connection_lets_go_of_the_catalog_and_leaves_the_next_one_nothing(location, backend, monkeypatch):
+    """Connections share pooled DuckDBs (loading DuckLake costs 0.12 s each time): a released one
+    holds no lock, and what one connection set or made is not seen by the next."""
+    monkeypatch.setenv(catalog.LOCK_TIMEOUT_ENV, "0")  # a lock still held fails at once
+    catalog.init(location, backend)
+    with catalog.Catalog(location) as cat:
+        fresh = dict(cat.con.execute("SELECT name, value FROM duckdb_settings()").fetchall())
+        cat.con.execute("CREATE TEMP VIEW mine AS SELECT 1")
+        cat.con.execute("SET threads = 1")
+        cat.con.execute("CREATE MACRO memory.main.leaked(x) AS x + 1")
+        cat.con.execute("ATTACH ':memory:' AS other")
+    for i in range(3):
+        with catalog.writing(location, "here") as writer:
+            writer.insert("decisions", _decision(f"here{i}"))
+        done = subprocess.run([sys.executable, "-c", WRITE_FROM_ANOTHER_PROCESS, str(location.home), f"there{i}"],
+                              capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+    with catalog.Catalog(location) as cat:
+        assert cat.scalar("SELECT count(*) FROM decisions") == 6
+        assert dict(cat.con.execute("SELECT name, value FROM duckdb_settings()").fetchall()) == fresh
+        assert cat.scalar("SELECT count(*) FROM duckdb_views() WHERE view_name = 'mine'") == 0
+        assert cat.scalar("SELECT count(*) FROM duckdb_functions() WHERE function_name = 'leaked'") == 0
+        assert {d for (d,) in cat.con.execute("SELECT database_name FROM duckdb_databases()").fetchall()} == {
+            "lake", "memory", "system", "temp"}  # fmt: skip
+
+
+def test_connections_in_turn_load_the_extensions_once(location, monkeypatch):
+    from tracebank import catalog_backends
+
+    catalog.init(location)
+    loads = []
+    real = catalog_backends.connection_with_extensions
+    monkeypatch.setattr(catalog_backends, "connection_with_extensions", lambda b: loads.append(b) or real(b))
+    for i in range(3):
+        with catalog.writing(location, "in turn") as writer:
+            writer.insert("decisions", _decision(f"t{i}"))
+        with catalog.Catalog(location) as cat:
+            assert cat.scalar("SELECT count(*) FROM decisions") == i + 1
+    assert len(loads) <= 1

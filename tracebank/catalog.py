@@ -33,6 +33,7 @@ from tracebank.catalog_backends import (
     locate,
     lock_timeout,
     refuse_system_path,
+    release,
     warm_up,
 )
 from tracebank.errors import TracebankError, cannot_write
@@ -116,7 +117,7 @@ class Catalog:
         self.close()
 
     def close(self) -> None:
-        self.con.close()
+        release(self.con)
 
     def sql(self, query: str, params: list[Any] | None = None) -> pl.DataFrame:
         """Run a query and return a polars DataFrame."""
@@ -229,7 +230,7 @@ def init(
                 con.execute(f"CALL {ALIAS}.set_option('data_inlining_row_limit', 0)")  # data lives in Parquet
                 _create_tables(con, "tracebank init")
             finally:
-                con.close()
+                release(con)
         except BaseException:
             for leftover in (METADATA_FILES[backend], METADATA_FILES[backend] + ".wal"):
                 (location.home / leftover).unlink(missing_ok=True)  # no half-made catalog
@@ -272,7 +273,7 @@ def _init_postgres(location: CatalogLocation, metadata: str | None, data_path: s
                     con.execute(f"CALL {ALIAS}.set_option('data_inlining_row_limit', 0)")  # data lives in Parquet
                 _create_tables(con, "tracebank init")
             finally:
-                con.close()
+                release(con)
     except BaseException:
         (location.home / catalog_postgres.CONFIG_FILE).unlink(missing_ok=True)  # no home pointing at nothing
         raise
@@ -367,4 +368,4 @@ def writing(location: CatalogLocation, message: str, extra: dict[str, Any] | Non
             after = int(con.execute(f"SELECT id FROM {ALIAS}.current_snapshot()").fetchone()[0])
             writer.snapshot = after if after != writer.snapshot_before else None
         finally:
-            con.close()
+            release(con)

@@ -14,6 +14,7 @@ import os
 import queue
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -173,9 +174,50 @@ def connection_with_extensions(backend: str) -> duckdb.DuckDBPyConnection:
     return con
 
 
-# Connections loaded ahead of need by warm_up(), per backend: loading verifies each extension's
-# signature (about 0.1 s for DuckLake), which a long stage can do in the background.
-_SPARES: dict[str, queue.SimpleQueue[duckdb.DuckDBPyConnection]] = {b: queue.SimpleQueue() for b in METADATA_FILES}
+# Loading an extension verifies its signature: about 0.12 s for DuckLake, on every new DuckDB. So a
+# catalog connection is a cursor on a pooled in-memory DuckDB that has its backend's extensions loaded
+# (``_Base``): attaching the catalog is all that is left to do per connection, and ``release`` detaches
+# it and gives the DuckDB back. A cursor's own state (temp views, registered tables, its transaction)
+# ends with it; a DuckDB is pooled again only when it is as a fresh one is (see ``_Base.pristine``).
+POOL_SIZE = 2  # per backend: a stage holds at most a reader and a writer at once
+
+
+class _Base:
+    def __init__(self, backend: str):
+        self.backend = backend
+        self.pid = os.getpid()  # a DuckDB must not be used across fork()
+        self.db = connection_with_extensions(backend)
+        self.fresh = self._state()
+        self.reusable = True
+
+    def _state(self) -> list[tuple]:
+        return self.db.execute(
+            "SELECT 'setting', name, value FROM duckdb_settings() UNION ALL "
+            "SELECT 'database', database_name, NULL FROM duckdb_databases() UNION ALL "
+            "SELECT 'secret', name, NULL FROM duckdb_secrets() UNION ALL "
+            "SELECT 'table', table_name, NULL FROM duckdb_tables() UNION ALL "
+            "SELECT 'view', view_name, NULL FROM duckdb_views() WHERE NOT internal UNION ALL "
+            "SELECT 'function', function_name, NULL FROM duckdb_functions() WHERE NOT internal ORDER BY ALL"
+        ).fetchall()
+
+    def pristine(self) -> bool:
+        """Nothing attached, set, stored or created since it was made: the next catalog sees a fresh DuckDB."""
+        return self.reusable and self.pid == os.getpid() and self._state() == self.fresh
+
+
+_POOL: dict[str, queue.SimpleQueue[_Base]] = {b: queue.SimpleQueue() for b in METADATA_FILES}
+# cursor -> the DuckDB it is on. Weak: a connection never released is closed when it is collected, as before.
+_LENT: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, _Base] = weakref.WeakKeyDictionary()
+
+
+def _take(backend: str) -> _Base:
+    while True:
+        try:
+            base = _POOL[backend].get_nowait()
+        except queue.Empty:
+            return _Base(backend)
+        if base.pid == os.getpid():
+            return base
 
 
 def warm_up(location: CatalogLocation) -> None:
@@ -189,9 +231,27 @@ def warm_up(location: CatalogLocation) -> None:
 
     def load() -> None:
         with contextlib.suppress(Exception):
-            _SPARES[backend].put(connection_with_extensions(backend))
+            _POOL[backend].put(_Base(backend))
 
     threading.Thread(target=load, name="tracebank-warm-up", daemon=True).start()
+
+
+def release(con: duckdb.DuckDBPyConnection) -> None:
+    """Close a connection from :func:`attach`: the catalog is detached (its lock released) and the
+    DuckDB under it goes back to the pool if it is as fresh as when it was made, else it is closed."""
+    con.close()
+    base = _LENT.pop(con, None)
+    if base is None:
+        return
+    try:
+        base.db.execute(f"DETACH DATABASE IF EXISTS {ALIAS}")
+        keep = base.pristine() and _POOL[base.backend].qsize() < POOL_SIZE
+    except duckdb.Error:
+        keep = False
+    if keep:
+        _POOL[base.backend].put(base)
+    else:
+        base.db.close()
 
 
 def _connect(
@@ -199,15 +259,15 @@ def _connect(
 ) -> duckdb.DuckDBPyConnection:
     backend = backend or location.backend
     try:
-        con = _SPARES[backend].get_nowait()
-    except queue.Empty:
-        try:
-            con = connection_with_extensions(backend)
-        except duckdb.Error as error:
-            raise _explain(location, error, snapshot, backend) from None
+        base = _take(backend)
+    except duckdb.Error as error:
+        raise _explain(location, error, snapshot, backend) from None
+    con = base.db.cursor()
+    _LENT[con] = base
     try:
         target, data_url = _target(location, backend)
         if catalog_postgres.is_remote(data_url):
+            base.reusable = False  # its secret holds credentials: it serves this catalog only
             _open_object_store(con)
         options = [f"DATA_PATH {quote(data_url)}"]
         if read_only:
@@ -217,10 +277,10 @@ def _connect(
         con.execute(f"ATTACH {quote(target)} AS {ALIAS} ({', '.join(options)})")
         con.execute(f"USE {ALIAS}")
     except duckdb.Error as error:
-        con.close()
+        release(con)
         raise _explain(location, error, snapshot, backend) from None
     except BaseException:
-        con.close()
+        release(con)
         raise
     return con
 
@@ -289,7 +349,10 @@ def _busy_error(location: CatalogLocation, waited: float) -> TracebankError:
 def attach(
     location: CatalogLocation, *, read_only: bool, snapshot: int | None = None, backend: str | None = None
 ) -> duckdb.DuckDBPyConnection:
-    """Connect, waiting up to the lock timeout while another process holds a DuckDB-file catalog."""
+    """Connect, waiting up to the lock timeout while another process holds a DuckDB-file catalog.
+
+    Give the connection back with :func:`release`, not ``close()``: that detaches the catalog too.
+    """
     timeout = lock_timeout()
     deadline = time.monotonic() + timeout
     while True:
