@@ -1,5 +1,6 @@
 """The demo recipe end to end on a few prompts: real data, real SmolLM2, real DuckLake, real TRL."""
 
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -7,12 +8,18 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import tree_fingerprint
+from tests.docs_blocks import run_by
 from tracebank import catalog, sources
+from tracebank.cli.main import yaml_value
 from tracebank.cli.recipes import run_recipe
 
 pytestmark = pytest.mark.slow
 RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "demo.yaml"
-SMALL = {"prompts": 2, "samples": 2, "max_new_tokens": 48, "sft_steps": 2}
+# The walkthrough's `tracebank run` block (docs/walkthrough/recipes.md), run here and not a second time there.
+(BLOCK,) = run_by("tests/integration/test_demo.py::test_demo_recipe_end_to_end_then_rerun_sends_nothing")
+(COMMAND,) = BLOCK.lines
+SMALL = {name: yaml_value("--set", f"{name}={value}", value)
+         for name, value in (arg.split("=", 1) for arg in shlex.split(COMMAND)[3:] if arg != "--set")}  # fmt: skip
 
 
 def _have_data() -> bool:
@@ -23,6 +30,7 @@ def _have_data() -> bool:
 def test_demo_recipe_end_to_end_then_rerun_sends_nothing(tmp_path):
     location = catalog.locate(tmp_path / "demo")
     results = {step.kind: result for step, result in run_recipe(location, RECIPE, SMALL)}
+    assert shlex.split(COMMAND)[:3] == ["tracebank", "run", "recipes/demo.yaml"] and SMALL["prompts"] == 2
     assert results["build"].sent == 4 and results["build"].traces_new == 4
     assert results["curate"].created and results["curate"].version == 1
     assert results["card"].is_file() and "## Funnel" in results["card"].read_text()
