@@ -178,7 +178,8 @@ def connection_with_extensions(backend: str) -> duckdb.DuckDBPyConnection:
 # catalog connection is a cursor on a pooled in-memory DuckDB that has its backend's extensions loaded
 # (``_Base``): attaching the catalog is all that is left to do per connection, and ``release`` detaches
 # it and gives the DuckDB back. A cursor's own state (temp views, registered tables, its transaction)
-# ends with it; a DuckDB is pooled again only when it is as a fresh one is (see ``_Base.pristine``).
+# ends with it; a DuckDB is pooled again only when it is as a fresh one is (see ``_Base.pristine``), so
+# one that holds a bucket's credentials (a secret) serves that catalog only.
 POOL_SIZE = 2  # per backend: a stage holds at most a reader and a writer at once
 
 
@@ -188,7 +189,6 @@ class _Base:
         self.pid = os.getpid()  # a DuckDB must not be used across fork()
         self.db = connection_with_extensions(backend)
         self.fresh = self._state()
-        self.reusable = True
 
     def _state(self) -> list[tuple]:
         return self.db.execute(
@@ -202,7 +202,7 @@ class _Base:
 
     def pristine(self) -> bool:
         """Nothing attached, set, stored or created since it was made: the next catalog sees a fresh DuckDB."""
-        return self.reusable and self.pid == os.getpid() and self._state() == self.fresh
+        return self.pid == os.getpid() and self._state() == self.fresh
 
 
 _POOL: dict[str, queue.SimpleQueue[_Base]] = {b: queue.SimpleQueue() for b in METADATA_FILES}
@@ -267,7 +267,6 @@ def _connect(
     try:
         target, data_url = _target(location, backend)
         if catalog_postgres.is_remote(data_url):
-            base.reusable = False  # its secret holds credentials: it serves this catalog only
             _open_object_store(con)
         options = [f"DATA_PATH {quote(data_url)}"]
         if read_only:
