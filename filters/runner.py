@@ -13,6 +13,8 @@ choose representatives.
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -23,44 +25,48 @@ from tracebank import catalog as catalog_mod
 from tracebank import provenance, ray_cluster, records
 from tracebank.errors import TracebankError
 from tracebank.filters.base import Scorer, check_reads, make_scorer, to_scores
-from tracebank.filters.chunking.chunking import CHUNK_COLUMNS, Chunking
-from tracebank.filters.contamination.decontam import Decontamination
-from tracebank.filters.correctness.consistency import SelfConsistency
-from tracebank.filters.correctness.correctness import Correctness
-from tracebank.filters.diversity.exact import ExactDuplicate
-from tracebank.filters.diversity.near_dup import NearDuplicate
-from tracebank.filters.diversity.semantic import SemanticDuplicate
-from tracebank.filters.memorization.hint_leak import HintLeak
-from tracebank.filters.memorization.memorization import Memorization
-from tracebank.filters.memorization.perplexity import Perplexity
-from tracebank.filters.safety.drift import Drift
-from tracebank.filters.safety.insecure_code import InsecureCode
-from tracebank.filters.safety.links import Links
-from tracebank.filters.safety.phishing import Phishing
-from tracebank.filters.safety.pii import PII
-from tracebank.filters.safety.promotion import Promotion
-from tracebank.filters.safety.propagation import Propagation
+from tracebank.filters.chunking.chunking import CHUNK_COLUMNS
 from tracebank.filters.safety.safety import FILTER_GROUPS, expand_groups
 
-FILTERS: dict[str, type] = {
-    "chunking": Chunking,
-    "correctness": Correctness,
-    "decontam": Decontamination,
-    "drift": Drift,
-    "exact_dup": ExactDuplicate,
-    "hint_leak": HintLeak,
-    "insecure_code": InsecureCode,
-    "links": Links,
-    "memorization": Memorization,
-    "near_dup": NearDuplicate,
-    "perplexity": Perplexity,
-    "phishing": Phishing,
-    "pii": PII,
-    "promotion": Promotion,
-    "propagation": Propagation,
-    "self_consistency": SelfConsistency,
-    "semantic_dup": SemanticDuplicate,
-}
+
+class FilterRegistry(Mapping[str, type]):
+    """Filter name -> its scorer class, imported the first time it is asked for: a run (or a command
+    that only names filters) pays for the filters it uses, not for all of them."""
+
+    def __init__(self, paths: dict[str, str]) -> None:
+        self._paths = paths  # name -> "module:Class"
+
+    def __getitem__(self, name: str) -> type:
+        module, _, cls = self._paths[name].partition(":")
+        return getattr(importlib.import_module(module), cls)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._paths)
+
+    def __len__(self) -> int:
+        return len(self._paths)
+
+
+_F = "tracebank.filters."
+FILTERS = FilterRegistry({
+    "chunking": _F + "chunking.chunking:Chunking",
+    "correctness": _F + "correctness.correctness:Correctness",
+    "decontam": _F + "contamination.decontam:Decontamination",
+    "drift": _F + "safety.drift:Drift",
+    "exact_dup": _F + "diversity.exact:ExactDuplicate",
+    "hint_leak": _F + "memorization.hint_leak:HintLeak",
+    "insecure_code": _F + "safety.insecure_code:InsecureCode",
+    "links": _F + "safety.links:Links",
+    "memorization": _F + "memorization.memorization:Memorization",
+    "near_dup": _F + "diversity.near_dup:NearDuplicate",
+    "perplexity": _F + "memorization.perplexity:Perplexity",
+    "phishing": _F + "safety.phishing:Phishing",
+    "pii": _F + "safety.pii:PII",
+    "promotion": _F + "safety.promotion:Promotion",
+    "propagation": _F + "safety.propagation:Propagation",
+    "self_consistency": _F + "correctness.consistency:SelfConsistency",
+    "semantic_dup": _F + "diversity.semantic:SemanticDuplicate",
+})  # fmt: skip
 DEFAULT_FILTERS = ("correctness", "exact_dup")
 
 INPUT_SQL = """
