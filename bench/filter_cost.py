@@ -1,7 +1,7 @@
 """What each registered filter costs, for the filter reference (docs/reference/filter_costs.json).
 
     .venv/bin/python bench/filter_cost.py            # 100 and 200 real traces per filter, ~10 minutes on 2 cores
-    .venv/bin/python bench/filter_cost.py --smoke    # 8 and 16 traces, two filters, to check it runs
+    .venv/bin/python bench/filter_cost.py --smoke    # 8 and 16 traces, two filters, one run each: to check it runs
 
 Every filter runs as a user runs it, ``tracebank score DATASET --filter NAME`` in its own process with
 the verdict and embedding caches off, on two datasets of real traces (the labeled GPT-3 GSM8K
@@ -40,11 +40,11 @@ def tracebank(*args: str, home: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "tracebank", *args], env=env, capture_output=True, text=True)
 
 
-def timed_score(name: str, dataset: str, home: Path, quick: float = 10.0) -> float:
-    """Seconds of ``tracebank score``; a run under ``quick`` seconds is repeated twice more and the
-    fastest kept (the first run stores the scores, the repeats rescore and store nothing new)."""
+def timed_score(name: str, dataset: str, home: Path, runs: int = 3, quick: float = 10.0) -> float:
+    """Seconds of ``tracebank score``; a run under ``quick`` seconds is repeated up to ``runs`` times in
+    all and the fastest kept (the first run stores the scores, the repeats rescore and store nothing new)."""
     best = float("inf")
-    for attempt in range(3):
+    for attempt in range(runs):
         started = time.perf_counter()
         done = tracebank("score", dataset, "--filter", name, home=home)
         if done.returncode != 0:
@@ -78,10 +78,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--filters", default=",".join(FILTERS), help="comma-separated filter names (default: all)")
     parser.add_argument("--dir", type=Path, help="work directory (default: a new one under /tmp)")
     parser.add_argument("--out", type=Path, default=OUT, help="where the JSON goes (--smoke: not written unless given)")
-    parser.add_argument("--smoke", action="store_true", help="2 and 4 questions, exact_dup and correctness only")
+    parser.add_argument("--runs", type=int, default=3, help="runs of a quick (<10 s) score, the fastest kept")
+    parser.add_argument(
+        "--smoke", action="store_true", help="2 and 4 questions, exact_dup and correctness, one run each"
+    )
     args = parser.parse_args(argv)
     if args.smoke:
-        args.rows, args.filters = 2, f"{BASELINE},correctness"
+        args.rows, args.filters, args.runs = 2, f"{BASELINE},correctness", 1
+    if args.runs < 1:
+        parser.error("--runs must be at least 1")
     names = [n.strip() for n in args.filters.split(",") if n.strip()]
     unknown = sorted(set(names) - set(FILTERS))
     if unknown:
@@ -106,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     results, failed = {}, {}
     for name in names:
         try:
-            small, large = timed_score(name, "small", home), timed_score(name, "large", home)
+            small, large = (timed_score(name, d, home, args.runs) for d in ("small", "large"))
         except RuntimeError as error:
             failed[name] = str(error)
             print(f"{name:18} failed: {error}")

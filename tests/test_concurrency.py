@@ -16,6 +16,8 @@ from tracebank import catalog
 from tracebank.curate import releases
 from tracebank.curate.policy import Policy
 
+pytestmark = pytest.mark.drill  # real processes, servers and faults: make test runs it, make test-fast does not
+
 POLICIES = [
     {
         "name": f"p{i}",

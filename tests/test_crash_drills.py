@@ -27,6 +27,8 @@ from tracebank.curate.policy import Policy
 from tracebank.curate.releases import ReleaseRef
 from tracebank.data_cards.publish import export_release
 
+pytestmark = pytest.mark.drill  # real processes, servers and faults: make test runs it, make test-fast does not
+
 PROMPTS = 40
 
 

@@ -37,6 +37,8 @@ from tests.crash_util import (
 from tracebank.builders.sink import PREFIX, traces_dir
 from tracebank.builders.stub_server import StubOptions, StubServer
 
+pytestmark = pytest.mark.drill  # real processes, servers and faults: make test runs it, make test-fast does not
+
 PROMPTS = 30
 BALLAST = "ballast"
 

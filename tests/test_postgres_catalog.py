@@ -26,6 +26,8 @@ from tracebank.errors import TracebankError
 from tracebank.filters.runner import ScoreConfig, score
 from tracebank.importer import ColumnMap, ImportConfig, import_data
 
+pytestmark = pytest.mark.drill  # real processes, servers and faults: make test runs it, make test-fast does not
+
 pytest_plugins = ["tests.pg_server"]  # the postgres_server and postgres_dsn fixtures
 
 MAP = "prompt=question,reference=answer,response=response,id=id"

@@ -31,6 +31,8 @@ from tracebank.filters import ray_exec
 from tracebank.filters.runner import ScoreConfig, score
 from tracebank.importer import ColumnMap, ImportConfig, import_data
 
+pytestmark = pytest.mark.drill  # real processes, servers and faults: make test runs it, make test-fast does not
+
 # correctness and exact_dup (population: this run's verdicts pick representatives), per-trace safety
 # filters, and self_consistency (per-prompt votes) and near_dup (population), which stay on the driver.
 FILTERS = ("correctness", "exact_dup", "links", "pii", "phishing", "self_consistency", "near_dup")
@@ -167,7 +169,10 @@ def test_build_survives_a_killed_worker(ray_local, location, tmp_path):
         assert cat.scalar("SELECT count(DISTINCT trace_id) FROM traces") == len(questions)
         assert cat.scalar("SELECT count(*) FROM traces WHERE rationale IS NULL") == 0
     assert stats["answered_bodies"] == len(questions)
-    assert stats["answered_twice"] <= in_flight  # only requests in flight when the worker died went out again
+    # Only what the dead worker had sent and not yet cached goes out again: at most its `concurrency`
+    # sends and one burst of answers waiting to be cached. (Not `<= in_flight`: counted at the kill, that
+    # misses what the worker had sent and a loaded machine's stub had not read yet; seen: 7 > 4.)
+    assert stats["answered_twice"] <= 2 * concurrency
     assert build(location, cfg).sent == 0  # a rerun finds every trace stored
 
 

@@ -9,8 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.builders.conftest import start_stub
 from tests.conftest import write_jsonl
+
+pytestmark = pytest.mark.drill  # real processes, servers and faults: make test runs it, make test-fast does not
 
 SENTINEL = "sk-tracebank-SENTINEL-7f3a9c2e41d8b6"
 
