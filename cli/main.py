@@ -14,12 +14,13 @@ from rich.table import Table
 
 from tracebank import catalog as catalog_mod
 from tracebank.cli import augment, benchmarks, hints, loop, train
-from tracebank.cli.options import CatalogOption
+from tracebank.cli.options import CatalogOption, MaxResultRowsOption, TimeoutOption
 from tracebank.cli.summary import describe
 from tracebank.config import make, overlay
 from tracebank.errors import TracebankError
 from tracebank.ui import console as err_console
 from tracebank.ui import frame_table, out
+from tracebank.user_sql import SqlGuard
 
 app = typer.Typer(
     help="Build, curate, version and publish datasets of teacher reasoning traces; train students from them.",
@@ -292,9 +293,15 @@ def sql(
     at: Annotated[int | None, typer.Option("--at", help="Query the catalog as of this snapshot.")] = None,
     release: Annotated[str | None, typer.Option(help="Query the catalog as of a release, DATASET@vN.")] = None,
     max_rows: Annotated[int, typer.Option(help="Rows to show in table format.")] = 100,
+    timeout: TimeoutOption = SqlGuard.timeout_s,
+    max_result_rows: MaxResultRowsOption = SqlGuard.max_result_rows,
     catalog: CatalogOption = None,
 ) -> None:
-    """Run a read-only SQL query on the catalog (time travel: --at, --release, or AT (VERSION => n))."""
+    """Run a read-only SQL query on the catalog (time travel: --at, --release, or AT (VERSION => n)).
+
+    Read-only means it: the query reads the catalog's tables and views and nothing else (no other
+    file or URL, no COPY, ATTACH, SET, INSTALL, ...), and stops past --timeout seconds."""
+    guard = SqlGuard(timeout_s=timeout, max_result_rows=max_result_rows)
     if fmt not in ("table", "csv", "json"):
         raise TracebankError(f"--format {fmt!r}: choose table, csv or json")
     location = catalog_mod.locate(catalog)
@@ -304,7 +311,7 @@ def sql(
 
         with catalog_mod.Catalog(location) as cat:
             snapshot = resolve(cat, ReleaseRef.parse(release))["snapshot_id"]
-    with catalog_mod.Catalog(location, snapshot=snapshot) as cat:
+    with catalog_mod.Catalog(location, snapshot=snapshot, guard=guard) as cat:
         _write_rows(cat.sql(query), fmt, max_rows)
 
 
@@ -347,12 +354,15 @@ def publish(
 @app.command()
 def shell(
     at: Annotated[int | None, typer.Option("--at", help="Open the catalog as of this snapshot.")] = None,
+    timeout: TimeoutOption = SqlGuard.timeout_s,
+    max_result_rows: MaxResultRowsOption = SqlGuard.max_result_rows,
     catalog: CatalogOption = None,
 ) -> None:
-    """Open an interactive read-only SQL prompt on the catalog (statements end with ';')."""
+    """Open an interactive read-only SQL prompt on the catalog (statements end with ';'); reads as `sql` does."""
     from tracebank.cli.shell import run_shell
 
-    run_shell(catalog_mod.locate(catalog), snapshot=at, out=out)
+    guard = SqlGuard(timeout_s=timeout, max_result_rows=max_result_rows)
+    run_shell(catalog_mod.locate(catalog), snapshot=at, out=out, guard=guard)
 
 
 @app.command()

@@ -16,3 +16,7 @@ CatalogOption = Annotated[
 
 
 ConfigOption = Annotated[Path | None, typer.Option("--config", help="YAML file of settings (flags override it).")]
+TimeoutOption = Annotated[float, typer.Option("--timeout", help="Stop a query that runs longer (seconds).")]
+MaxResultRowsOption = Annotated[
+    int, typer.Option("--max-result-rows", help="Refuse a result with more rows (add a LIMIT or aggregate).")
+]

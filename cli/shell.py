@@ -1,7 +1,9 @@
 """``tracebank shell``: an interactive, read-only SQL prompt on the catalog.
 
 Statements end with ``;``. Dot-commands: ``.tables``, ``.schema NAME``, ``.help``, ``.quit``.
-The catalog is attached read-only, so nothing typed here can change it.
+What is typed here reads the catalog and nothing else (:mod:`tracebank.user_sql`): the catalog is
+attached read-only and the connection is locked down, so nothing typed here can change it or reach
+another file.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from rich.console import Console
 from tracebank import catalog as catalog_mod
 from tracebank.errors import TracebankError
 from tracebank.ui import frame_table
+from tracebank.user_sql import SqlGuard
 
 HELP = """statements end with ';' and may span lines. Tables: prompts, traces, scores, decisions, releases, runs,
 chunks, pairs; view: curated. Time travel: SELECT ... FROM traces AT (VERSION => n).
@@ -73,6 +76,7 @@ def run_shell(
     snapshot: int | None = None,
     lines: Iterable[str] | None = None,
     out: Console | None = None,
+    guard: SqlGuard | None = None,
 ) -> None:
     """Read statements from ``lines`` (default: the terminal, or stdin when piped) until EOF or .quit."""
     out = out or Console()
@@ -82,7 +86,7 @@ def run_shell(
         if interactive
         else (lines if lines is not None else (line.rstrip("\n") for line in sys.stdin))
     )
-    with catalog_mod.Catalog(location, snapshot=snapshot) as cat:
+    with catalog_mod.Catalog(location, snapshot=snapshot, guard=guard or SqlGuard()) as cat:
         if interactive:
             at = f" as of snapshot {snapshot}" if snapshot is not None else ""
             out.print(f"tracebank shell on {Path(location.home)}{at}, read-only. .help for help, .quit to leave.")

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterator
-from typing import Any
 
 import duckdb
 import orjson
 
 from tracebank.errors import TracebankError
+from tracebank.user_sql import nodes
 
 # Scalar functions that reach outside the catalog (files, environment, settings, other databases).
 FORBIDDEN_FUNCTIONS = frozenset({
@@ -36,16 +35,6 @@ def _parser() -> duckdb.DuckDBPyConnection:
     return duckdb.connect(":memory:", config={"enable_external_access": False, "autoinstall_known_extensions": False})
 
 
-def _nodes(tree: Any) -> Iterator[dict[str, Any]]:
-    if isinstance(tree, dict):
-        yield tree
-        for value in tree.values():
-            yield from _nodes(value)
-    elif isinstance(tree, list):
-        for value in tree:
-            yield from _nodes(value)
-
-
 def check_expression(expression: str, what: str) -> None:
     """Refuse ``expression`` unless it is one read-only SQL expression (see the module docstring)."""
     if "\x00" in expression:
@@ -56,7 +45,7 @@ def check_expression(expression: str, what: str) -> None:
         raise TracebankError(f"{what}: not one SQL expression ({detail}): {expression!r}")
     if len(tree["statements"]) != 1:
         raise TracebankError(f"{what}: one SQL expression, not several statements: {expression!r}")
-    for node in _nodes(tree["statements"][0]):
+    for node in nodes(tree["statements"][0]):
         if node.get("type") == "TABLE_FUNCTION":
             raise TracebankError(f"{what}: table functions are not allowed in a policy: {expression!r}")
         if node.get("type") == "BASE_TABLE" and not TABLE_NAME.fullmatch(str(node.get("table_name"))):

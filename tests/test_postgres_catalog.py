@@ -350,6 +350,9 @@ def test_data_on_a_bucket_with_the_catalog_on_postgres(s3_bucket, postgres_dsn, 
     score(location, ScoreConfig("toy"))
     out = cli("sql", "SELECT count(DISTINCT trace_id) AS n FROM scores", "--format", "json", catalog=tmp_path / "a")
     assert orjson.loads(out.stdout) == [{"n": 5}] and counts(location) == {"prompts": (5, 5), "traces": (5, 5)}
+    beside = s3_bucket.rsplit("/", 1)[0] + "/elsewhere.csv"  # same bucket, outside the catalog's prefix
+    refused = cli("sql", f"SELECT * FROM read_csv('{beside}')", catalog=tmp_path / "a", check=False)
+    assert refused.returncode == 1 and "refused: " in refused.stderr and beside in refused.stderr
     # A build stages its traces in the home and copies them to the bucket in its commit.
     questions = [{"id": f"q{i}", "question": q, "answer": f"#### {a}"} for i, (q, a) in enumerate(QUESTIONS.items())]
     cli("import", str(write_jsonl(tmp_path / "q.jsonl", questions)), "-d", "qs", "--map", "prompt=question,reference=answer",

@@ -37,6 +37,7 @@ from tracebank.catalog_backends import (
     warm_up,
 )
 from tracebank.errors import TracebankError, cannot_write
+from tracebank.user_sql import SqlGuard
 
 # The catalog's API; where a catalog lives (catalog_backends) is re-exported, so callers name this module only.
 __all__ = [
@@ -95,7 +96,9 @@ VIEWS = {
 class Catalog:
     """Read-only access to a catalog, optionally as of an earlier snapshot (time travel)."""
 
-    def __init__(self, location: CatalogLocation, snapshot: int | None = None):
+    def __init__(self, location: CatalogLocation, snapshot: int | None = None, guard: SqlGuard | None = None):
+        """``guard``: the connection answers SQL from people (``tracebank sql``, ``shell``): it reads the
+        catalog and nothing else, under the guard's limits (:mod:`tracebank.user_sql`)."""
         if not location.exists():
             raise TracebankError(
                 f"no catalog at {location.home}: run `tracebank import` (or `tracebank init`) first, "
@@ -109,6 +112,13 @@ class Catalog:
             # At an early snapshot the tables a view reads may not exist yet: then the view is absent.
             with contextlib.suppress(duckdb.CatalogException):
                 self.con.execute(f"CREATE TEMP VIEW {name} AS {body}")
+        self.guard = guard
+        if guard is not None:
+            try:
+                guard.lock(self.con, location.data_url)
+            except BaseException:
+                release(self.con)
+                raise
 
     def __enter__(self) -> Catalog:
         return self
@@ -124,6 +134,8 @@ class Catalog:
         return pl.from_arrow(self.arrow(query, params))
 
     def arrow(self, query: str, params: list[Any] | None = None) -> pa.Table:
+        if self.guard is not None:
+            return self.guard.run(self.con, query, params)
         try:
             return self.con.execute(query, params or []).to_arrow_table()
         except duckdb.Error as error:
