@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import duckdb
+from machine import goals_table, uptime
 
 from tracebank import catalog, records
 from tracebank.curate import releases
@@ -147,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--traces must be at least 8 (4 per prompt, teachers and a student)")
     work = args.dir or Path(tempfile.mkdtemp(prefix="tracebank-scale-"))
     location = catalog.locate(work / "catalog")
-    print(f"uptime: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}")
+    print(f"uptime: {uptime()}")
     seconds, _ = timed(lambda: fill(location, args.traces))
     print(f"filled {args.traces:,} traces + {4 * args.traces:,} score rows in {seconds:.1f}s")
 
@@ -196,15 +197,10 @@ def main(argv: list[str] | None = None) -> int:
         )
     if not args.dir:
         shutil.rmtree(work, ignore_errors=True)
-    print(f"\nuptime after: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}")
-    print(f"\n== goals ({args.traces:,} traces; the targets are for 1,000,000 on 2 cores)")
+    print(f"\nuptime after: {uptime()}")
     goals = [(f"{name} <= {target:.0f} s", ours <= target) for name, ours, _, target in rows if target is not None]
     goals.append(("curate overhead vs plain DuckDB <= 1.5x", curate_s <= 1.5 * plain_curate_s))
-    for text, ok in goals:
-        print(f"{'met ' if ok else 'MISS'}  {text}")
-    if args.smoke:
-        print("(smoke size: the goals are not enforced)")
-    return 0 if args.smoke or all(ok for _, ok in goals) else 1
+    return goals_table(goals, f"{args.traces:,} traces; the targets are for 1,000,000 on 2 cores", args.smoke)
 
 
 if __name__ == "__main__":

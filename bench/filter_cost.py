@@ -23,7 +23,7 @@ import time
 from datetime import date
 from pathlib import Path
 
-from machine import uptime
+from machine import goals_table, uptime
 
 from tracebank import catalog
 from tracebank.filters.runner import FILTERS
@@ -138,14 +138,12 @@ def main(argv: list[str] | None = None) -> int:
             "filters": results,
         }, indent=1) + "\n")  # fmt: skip
         print(f"wrote {args.out}")
-    print("\n== goals")
-    goals = [
-        (f"every filter asked for ran ({len(results)} of {len(names)})", not failed),
-        (f"the baseline {BASELINE} was measured", BASELINE in results),
-    ]
-    for text, ok in goals:
-        print(f"{'met ' if ok else 'MISS'}  {text}")
-    return 0 if all(ok for _, ok in goals) else 1
+    return goals_table(
+        [
+            (f"every filter asked for ran ({len(results)} of {len(names)})", not failed),
+            (f"the baseline {BASELINE} was measured", BASELINE in results),
+        ]
+    )
 
 
 if __name__ == "__main__":

@@ -211,3 +211,14 @@ def test_recipe_steps_take_the_executor(tmp_path):
     recipe.write_text("dataset: d\nsteps:\n  - score: {filters: [links], executor: spark}\n")
     with pytest.raises(TracebankError, match="unknown executor 'spark'"):
         load_recipe(recipe)
+
+
+def test_the_ray_overhead_benchmark_runs_on_a_running_cluster(ray_local):
+    """bench/ray_overhead.py --smoke, on this module's Ray (no start-up of its own): it compares the two
+    executors row for row and prints its goals table last (tests/bench.run_smoke)."""
+    from tests.bench import run_smoke
+
+    address = ray_local.get_runtime_context().gcs_address
+    out = run_smoke("ray_overhead", "--ray-address", address)
+    assert "Ray stores the local executor's scores" in out
+    assert next(line for line in out.splitlines() if "2,000" in line and "ray/local" not in line).endswith("yes")
