@@ -1,7 +1,7 @@
 """Every benchmark runs at its smoke size on the code it measures and prints its goals table last.
 
 The goals are not asserted (small sizes are noise): what is checked is that the benchmark still runs
-and reports. Benchmarks with smoke tests elsewhere: catalog_scale, filter_cost, chunk_quality,
+and reports. Benchmarks with smoke tests elsewhere: catalog_scale, filter_cost,
 dedup_throughput, poison_detection, curation_value, train_throughput (tests/bench/), ray_overhead
 (tests/test_ray_executor.py, on its running Ray), crash_drill (here, a drill).
 """
@@ -33,3 +33,14 @@ def test_memorization_recall():
 def test_crash_drill():
     out = run_smoke("crash_drill")
     assert "drill seed 1 done" in out and "passed" in out
+
+
+def test_build_throughput():
+    out = run_smoke("build_throughput")
+    assert "tracebank build" in out and "bare aiohttp baseline" in out
+    assert "exactly once: 200 traces, 200 distinct, 200 cached; 0 lost, 0 duplicates" in out
+
+
+def test_chunk_quality():
+    out = run_smoke("chunk_quality", "--show", "0")
+    assert "## Step boundaries: 100 reference solutions" in out and "## Wrong arithmetic steps" in out
