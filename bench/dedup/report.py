@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from machine import goals_table
+
 SPEEDUP_TARGET, RECALL_TARGET, PRECISION_TARGET = 10.0, 0.95, 0.95
 
 
@@ -32,11 +34,18 @@ def report(results: dict, args: argparse.Namespace) -> list[tuple[str, str, bool
         targets += _scale(results["scale"])
     if results.get("semantic"):
         targets += _semantic(results["semantic"])
-    print(f"\n== targets (threshold {args.threshold}, {args.shingle}-word shingles, {args.num_perm} permutations)")
-    for name, value, passed in targets:
-        print(f"{name:58} {value:>24}  {'' if passed is None else ('PASS' if passed else 'FAIL')}")
+    figures = [(name, value) for name, value, passed in targets if passed is None]
+    if figures:
+        print("\n== measured figures")
+    for name, value in figures:
+        print(f"{name:58} {value:>24}")
     print(f"uptime before: {results['uptime_before']}\nuptime after:  {results['uptime_after']}")
     results["targets"] = targets
+    results["status"] = goals_table(
+        [(f"{name} ({value.strip()})", passed) for name, value, passed in targets if passed is not None],
+        f"threshold {args.threshold}, {args.shingle}-word shingles, {args.num_perm} permutations",
+        getattr(args, "quick", False),
+    )
     return targets
 
 

@@ -2,7 +2,7 @@
 
 The goals are not asserted (small sizes are noise): what is checked is that the benchmark still runs
 and reports. Benchmarks with smoke tests elsewhere: catalog_scale, filter_cost,
-dedup_throughput, poison_detection, curation_value, train_throughput (tests/bench/), ray_overhead
+poison_detection, curation_value, train_throughput (tests/bench/), ray_overhead
 (tests/test_ray_executor.py, on its running Ray), crash_drill (here, a drill).
 """
 
@@ -44,3 +44,8 @@ def test_build_throughput():
 def test_chunk_quality():
     out = run_smoke("chunk_quality", "--show", "0")
     assert "## Step boundaries: 100 reference solutions" in out and "## Wrong arithmetic steps" in out
+
+
+def test_dedup_throughput():
+    out = run_smoke("dedup_throughput", "--scopes", "prompt", "--no-bulk")
+    assert "near_dup/prompt: recall >= 0.95" in out and "datasketch" in out
