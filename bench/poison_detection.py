@@ -14,7 +14,8 @@ in the function body, above it or in a ``__main__`` block. Every scorer is made 
 Printed, per kind: planted count, recall of the kind's own scorer and of any safety scorer, the own scorer's
 precision, recall per placement; per scorer: false-positive rate on the clean traces (95% Wilson interval)
 and recall of every kind. Targets: own-scorer recall >= 0.95 per kind, false positives <= 1% of clean
-traces; rows that miss are marked ``<< SHORT`` and listed on the closing ``falls short:`` line.
+traces; rows that miss are marked ``<< SHORT`` and listed on the ``falls short:`` line, and the goals
+table comes last (exit 1 on a miss; ``--smoke``: 30 GSM8K and 10 HumanEval traces, not enforced).
 
 Time (2 shared cores, the scorers of 3 Dec 2026): promotion scores about 8 traces/s and drift 10-30 on
 texts they have not seen (they embed every sentence), the others thousands; so a first run of the default
@@ -39,6 +40,7 @@ import numpy as np
 os.environ["TRACEBANK_EMBEDDING_CACHE"] = "off"  # time the embedding, not the vector cache
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import goals_table
 from poison import corpus
 
 from tracebank.filters.base import make_scorer
@@ -314,7 +316,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--perplexity", action="store_true", help="also the perplexity scorer (slow)")
     parser.add_argument("--json", type=Path, help="write the numbers (and every injection) here")
     parser.add_argument("--dump", type=Path, help="write the first rate's traces as JSONL, planted ones labelled")
-    return parser.parse_args(argv)
+    parser.add_argument("--smoke", action="store_true", help="30 GSM8K + 10 HumanEval traces, 2 plants per kind")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.gsm8k, args.no_dev, args.code_problems, args.code_samples, args.min_planted = 30, True, 10, 1, 2
+    return args
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -353,8 +359,26 @@ def main(argv: list[str] | None = None) -> dict:
                "seconds": elapsed, "uptime_before": uptime, "uptime_after": after}  # fmt: skip
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
+    results["status"] = goals_table(goals(runs, missing), f"{len(traces):,} clean traces", args.smoke)
     return results
 
 
+def goals(runs: dict[float, dict], missing: dict[str, str]) -> list[tuple[str, bool]]:
+    """Per rate: each kind's own-scorer recall >= RECALL_TARGET, each scorer's clean FP rate <= FP_TARGET."""
+    out = [(f"every safety scorer ran ({', '.join(missing)} did not)" if missing else "every safety scorer ran",
+            not any(name in SAFETY for name in missing))]  # fmt: skip
+    for rate, run in runs.items():
+        result = run["result"]
+        for kind, row in result["kinds"].items():
+            value = "no scorer" if row["own"] is None else f"{row['own']['rate']:.3f}"
+            ok = row["own"] is not None and row["own"]["rate"] >= RECALL_TARGET
+            out.append((f"{kind} recall >= {RECALL_TARGET} at {rate:.2%} ({value})", ok))
+        for name, row in result["scorers"].items():
+            fp = row["fp"]["rate"]
+            out.append((f"{name} flags <= {FP_TARGET:.0%} of clean traces at {rate:.2%} ({_f(fp, 4)})",
+                        fp is None or fp <= FP_TARGET))  # fmt: skip
+    return out
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(main()["status"])

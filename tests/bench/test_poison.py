@@ -272,7 +272,7 @@ def test_tiny_run_with_the_real_scorers(tmp_path):
     for kind, row in run["result"]["kinds"].items():
         assert row["planted"] == 2 and 0 <= row["own"]["rate"] <= 1, kind
     assert run["result"]["clean"] == 40 - 12
-    assert (tmp_path / "out.json").stat().st_size > 0
+    assert (tmp_path / "out.json").stat().st_size > 0 and results["status"] in (0, 1)  # goals printed last
 
 
 @needs_data
