@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import uptime
+from machine import goals_table, uptime
 from value import arith_arm, poison_arm
 
 from tracebank import catalog
@@ -173,11 +173,11 @@ def main(argv: list[str] | None = None) -> int:
     arith_table(arith, args)
     record_cards(poison, arith, args)
     checks = expectations(poison, arith)
-    print(f"\n{'expectation':70} {'':5} measured")
-    for name, ok, detail in checks:
-        print(f"{name:70} {'PASS' if ok else 'MISS':5} {detail}")
+    print(f"\n{'expectation':70} measured")
+    for name, _, detail in checks:
+        print(f"{name:70} {detail}")
     print(f"\nuptime: {uptime()}\ntotal {(time.perf_counter() - started) / 60:.1f} min")
-    return 0 if args.smoke or all(ok for _, ok, _ in checks) else 1
+    return goals_table([(name, ok) for name, ok, _ in checks], smoke=args.smoke)
 
 
 if __name__ == "__main__":
