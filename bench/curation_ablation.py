@@ -1,7 +1,7 @@
 """Curation ablation: does a student trained on curated traces beat one trained on all of them?
 
     .venv/bin/python bench/curation_ablation.py                 # defaults: about 35 minutes on 2 CPU cores
-    .venv/bin/python bench/curation_ablation.py --quick         # a few minutes, to check it runs (numbers are noise)
+    .venv/bin/python bench/curation_ablation.py --smoke         # a few minutes, to check it runs (numbers are noise)
 
 One pool of teacher traces: the 400 real labeled GPT-3 solutions to GSM8K test questions 1-100 plus
 local SmolLM2 teacher traces on GSM8K train prompts; the student (SmolLM2-135M) is also sampled on
@@ -12,17 +12,22 @@ the labeled questions for ORPO-Distill pairs. Trains briefly:
 and evaluates the base model and each student with the same verifier on held-out GSM8K test
 questions (101 onwards, never trained on). Prints accuracies with 95% Wilson intervals and saves
 a loss/accuracy plot. At this scale differences are expected to be within noise; the table says so.
+Goals (last; exit 1 on a miss) are about the harness: every arm trained on its release and every
+arm, the base model included, was judged on the held-out questions. curation_value.py is where
+curation's effect on a student is measured.
 """
 
 from __future__ import annotations
 
 import argparse
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import orjson
+from machine import goals_table
 
 from tracebank import catalog, sources
 from tracebank.builders.runner import BuildConfig, build
@@ -90,7 +95,7 @@ def curated_policy() -> dict:
     return {**policy.as_dict(), "splits": {"train": 1.0}}
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dir", type=Path, help="work directory (default: a new temp dir, kept for inspection)")
     parser.add_argument("--teacher-prompts", type=int, default=16)
@@ -99,9 +104,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30, help="SFT steps for (a) and (b)")
     parser.add_argument("--orpo-steps", type=int, default=15)
     parser.add_argument("--eval-prompts", type=int, default=60)
-    parser.add_argument("--quick", action="store_true", help="tiny sizes, to check the pipeline runs")
+    parser.add_argument("--smoke", "--quick", action="store_true", help="tiny sizes, to check the pipeline runs")
     args = parser.parse_args()
-    if args.quick:
+    if args.smoke:
         args.teacher_prompts, args.student_prompts, args.max_new_tokens = 2, 8, 48
         args.steps, args.orpo_steps, args.eval_prompts = 2, 2, 4
     work = args.dir or Path(tempfile.mkdtemp(prefix="tracebank-ablation-"))
@@ -130,6 +135,11 @@ def main() -> None:
                                                max_new_tokens=args.max_new_tokens))  # fmt: skip
         results.append((label, trained, result))
     report(results, work, time.perf_counter() - started)
+    return goals_table([
+        ("every student trained on its release", all(t is not None and t.examples > 0 for _, t, _ in results[1:])),
+        (f"every arm judged on the {args.eval_prompts} held-out questions",
+         all(r.verified > 0 for _, _, r in results)),
+    ], smoke=args.smoke)  # fmt: skip
 
 
 def describe_pairs(result) -> str:
@@ -182,4 +192,4 @@ def plot(results: list, path: Path) -> Path:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
