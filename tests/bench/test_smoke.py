@@ -49,3 +49,17 @@ def test_chunk_quality():
 def test_dedup_throughput():
     out = run_smoke("dedup_throughput", "--scopes", "prompt", "--no-bulk")
     assert "near_dup/prompt: recall >= 0.95" in out and "datasketch" in out
+
+
+@pytest.mark.slow  # trains and samples the embedded student: minutes on CPU
+def test_closed_loop():
+    out = run_smoke("closed_loop", timeout=900)
+    assert "round  held-out accuracy" in out and "every round is in the round history" in out
+
+
+@pytest.mark.slow  # trains three students briefly: minutes on CPU
+def test_curation_ablation(tmp_path):
+    out = run_smoke("curation_ablation", "--dir", str(tmp_path), timeout=900)
+    for arm in ("base SmolLM2-135M", "(a) SFT on all", "(b) SFT on curated", "(c) (b) + ORPO"):
+        assert arm in out
+    assert (tmp_path / "ablation.png").stat().st_size > 0

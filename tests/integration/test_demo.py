@@ -26,6 +26,7 @@ def _have_data() -> bool:
     return any((d / "gsm8k" / "labeled_solutions_dev.jsonl").is_file() for d in sources.data_dirs())
 
 
+@pytest.mark.timeout(1800)  # 374 s alone on an AVX2-only 2-core machine; past 900 s beside the rest of make test
 @pytest.mark.skipif(not _have_data(), reason="needs gsm8k data under $TRACEBANK_DATA_DIR or ../shared/data")
 def test_demo_recipe_end_to_end_then_rerun_sends_nothing(tmp_path):
     location = catalog.locate(tmp_path / "demo")
