@@ -8,7 +8,9 @@ Builds a DuckLake catalog with N traces (4 per prompt) and their correctness and
 scores, then times, in the same run: a typical aggregate `tracebank sql` query, a full curate
 (policy evaluation + release commit), and a diff of two releases, each next to the same query run
 by plain DuckDB over the DuckLake data files read as raw Parquet. Targets (2 cores, 1M traces):
-sql <= 2 s, curate <= 60 s, overhead vs plain DuckDB <= 1.5x.
+sql <= 2 s (in the API and as a CLI process), curate <= 60 s, the API's sql <= 1.5x plain DuckDB
+(curate does more than the plain baseline, which only decides: it commits decisions, release
+metrics and the release; its ratio is printed, not a goal).
 """
 
 from __future__ import annotations
@@ -199,7 +201,9 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(work, ignore_errors=True)
     print(f"\nuptime after: {uptime()}")
     goals = [(f"{name} <= {target:.0f} s", ours <= target) for name, ours, _, target in rows if target is not None]
-    goals.append(("curate overhead vs plain DuckDB <= 1.5x", curate_s <= 1.5 * plain_curate_s))
+    goals.append(
+        (f"sql (open + query) vs plain DuckDB <= 1.5x ({sql_s / plain_sql_s:.2f}x)", sql_s <= 1.5 * plain_sql_s)
+    )
     return goals_table(goals, f"{args.traces:,} traces; the targets are for 1,000,000 on 2 cores", args.smoke)
 
 

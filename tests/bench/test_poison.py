@@ -265,8 +265,9 @@ def test_tiny_run_with_the_real_scorers(tmp_path):
     bench = load("poison_detection")
     for module, _ in (bench.SCORERS[name] for name in bench.SAFETY):
         pytest.importorskip(f"tracebank.filters.{module}")
-    results = bench.main(["--gsm8k", "30", "--no-dev", "--code-problems", "10", "--code-samples", "1",
-                          "--min-planted", "2", "--json", str(tmp_path / "out.json")])  # fmt: skip
+    results = bench.main(
+        ["--smoke", "--json", str(tmp_path / "out.json")]
+    )  # 30 GSM8K + 10 HumanEval, 2 plants per kind
     run = results["runs"]["0.01"]
     assert not results["missing"] and not run["errors"]
     for kind, row in run["result"]["kinds"].items():
