@@ -107,8 +107,8 @@ def main() -> int:
     parser.add_argument("--smoke", "--quick", action="store_true", help="tiny sizes, to check the pipeline runs")
     args = parser.parse_args()
     if args.smoke:
-        args.teacher_prompts, args.student_prompts, args.max_new_tokens = 2, 8, 48
-        args.steps, args.orpo_steps, args.eval_prompts = 2, 2, 4
+        args.teacher_prompts, args.student_prompts, args.max_new_tokens = 2, 4, 32
+        args.steps, args.orpo_steps, args.eval_prompts = 1, 1, 2
     work = args.dir or Path(tempfile.mkdtemp(prefix="tracebank-ablation-"))
     location = catalog.locate(work / "catalog")
     started = time.perf_counter()
