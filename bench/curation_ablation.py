@@ -20,14 +20,13 @@ curation's effect on a student is measured.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import orjson
-from machine import goals_table
+from machine import goals_table, uptime
 
 from tracebank import catalog, sources
 from tracebank.builders.runner import BuildConfig, build
@@ -112,7 +111,7 @@ def main() -> int:
     work = args.dir or Path(tempfile.mkdtemp(prefix="tracebank-ablation-"))
     location = catalog.locate(work / "catalog")
     started = time.perf_counter()
-    print(f"uptime: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}\nwork dir: {work}")
+    print(f"uptime: {uptime()}\nwork dir: {work}")
 
     prepare(location, args)
     all_release, curated_release = (

@@ -42,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from dedup import corpus as corpus_module
 from dedup import evaluation as dedup_eval
 from dedup import report as dedup_report
+from machine import uptime
 
 WARMUP_ROWS = 200  # each arm scores this slice once before the clock: first-call costs are not throughput
 
@@ -392,18 +393,18 @@ def main(argv: list[str] | None = None) -> dict:
         result = (ROLES.get(args.role) or run_arm)(args)
         print(json.dumps(result))
         return result
-    uptime = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    before = uptime()
     print(f"N={args.n:,} shingle={args.shingle} num_perm={args.num_perm} threshold={args.threshold} "
-          f"{os.cpu_count()} CPUs; uptime: {uptime}", flush=True)  # fmt: skip
+          f"{os.cpu_count()} CPUs; uptime: {before}", flush=True)  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="tracebank-dedup-") as scratch:
         work = args.dir or Path(scratch)
         work.mkdir(parents=True, exist_ok=True)
-        results: dict = {"uptime_before": uptime, "compare": compare(args, work) if args.n else None}
+        results: dict = {"uptime_before": before, "compare": compare(args, work) if args.n else None}
         if args.scale:
             results["scale"] = scale(args, work)
         if args.semantic:
             results["semantic"] = semantic(args, work)
-    results["uptime_after"] = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    results["uptime_after"] = uptime()
     dedup_report.report(results, args)
     return results
 

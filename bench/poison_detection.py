@@ -30,7 +30,6 @@ import importlib
 import json
 import math
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -40,7 +39,7 @@ import numpy as np
 os.environ["TRACEBANK_EMBEDDING_CACHE"] = "off"  # time the embedding, not the vector cache
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import goals_table
+from machine import goals_table, uptime
 from poison import corpus
 
 from tracebank.filters.base import make_scorer
@@ -326,7 +325,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict:
     """Run the benchmark; print the report; return the numbers (the smoke test reads them)."""
     args = parse(argv)
-    uptime = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    before = uptime()
     started = time.perf_counter()
     names = [n for n in args.scorers.split(",") if n] + (["perplexity"] if args.perplexity else [])
     scorers, missing = load_scorers(names)
@@ -334,7 +333,7 @@ def main(argv: list[str] | None = None) -> dict:
     traces = corpus.load(gsm8k, not args.no_dev, args.code_samples, args.seed, args.code_problems)
     code = sum(t.task == "code" for t in traces)
     print(f"{len(traces):,} clean traces ({len(traces) - code:,} math, {code:,} code); seed {args.seed}; "
-          f"min {args.min_planted} plants per kind; uptime: {uptime}")  # fmt: skip
+          f"min {args.min_planted} plants per kind; uptime: {before}")  # fmt: skip
     for name, why in missing.items():
         print(f"scorer {name}: not available ({why})")
     rates = SWEEP if args.sweep else (args.rate,)
@@ -349,14 +348,14 @@ def main(argv: list[str] | None = None) -> dict:
         runs[rate] = run
     if len(rates) > 1:
         report_sweep(runs)
-    after = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    after = uptime()
     elapsed = time.perf_counter() - started
     falls_short = short_line(short)
     print(f"\nfalls short: {'; '.join(falls_short) if falls_short else 'nothing'}")
-    print(f"run time {elapsed:.1f}s; uptime before: {uptime}\nuptime after:  {after}")
+    print(f"run time {elapsed:.1f}s; uptime before: {before}\nuptime after:  {after}")
     results = {"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}, "missing": missing,
                "runs": {str(rate): run for rate, run in runs.items()}, "falls_short": falls_short,
-               "seconds": elapsed, "uptime_before": uptime, "uptime_after": after}  # fmt: skip
+               "seconds": elapsed, "uptime_before": before, "uptime_after": after}  # fmt: skip
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     results["status"] = goals_table(goals(runs, missing), f"{len(traces):,} clean traces", args.smoke)

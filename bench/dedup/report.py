@@ -44,7 +44,7 @@ def report(results: dict, args: argparse.Namespace) -> list[tuple[str, str, bool
     results["status"] = goals_table(
         [(f"{name} ({value.strip()})", passed) for name, value, passed in targets if passed is not None],
         f"threshold {args.threshold}, {args.shingle}-word shingles, {args.num_perm} permutations",
-        getattr(args, "quick", False),
+        args.quick,
     )
     return targets
 

@@ -1,6 +1,7 @@
 """Tests of the benchmarks in bench/ (scripts, not a package): ``load`` imports one by name."""
 
 import importlib
+import subprocess
 import sys
 
 from tests import ROOT
@@ -19,8 +20,6 @@ def load(name: str):
 def run_smoke(name: str, *args: str, timeout: int = 600) -> str:
     """Run ``bench/NAME.py --smoke ARGS`` as a user does; it must exit 0 and end with its goals table
     (``== goals``, then one ``met``/``MISS`` line per goal). Returns what it printed."""
-    import subprocess
-
     run = subprocess.run([sys.executable, str(BENCH / f"{name}.py"), "--smoke", *args], capture_output=True,
                          text=True, timeout=timeout)  # fmt: skip
     assert run.returncode == 0, f"{name} exited {run.returncode}:\n{run.stderr[-3000:]}"

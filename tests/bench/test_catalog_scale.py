@@ -1,11 +1,8 @@
 """bench/catalog_scale.py fills every column of the tables it writes from tracebank.records and runs at its smoke size."""
 
-import subprocess
-import sys
-
 import pytest
 
-from tests.bench import BENCH, load
+from tests.bench import load, run_smoke
 from tracebank import catalog, records
 
 
@@ -33,12 +30,10 @@ def test_a_required_column_without_a_value_is_named(monkeypatch):
 
 
 def test_smoke_run_prints_every_operation_and_the_goals_last(tmp_path):
-    run = subprocess.run([sys.executable, str(BENCH / "catalog_scale.py"), "--smoke", "--dir", str(tmp_path)],
-                         capture_output=True, text=True, timeout=600)  # fmt: skip
-    assert run.returncode == 0, run.stderr[-2000:]
-    lines = run.stdout.rstrip().splitlines()
+    out = run_smoke("catalog_scale", "--dir", str(tmp_path))
+    lines = out.rstrip().splitlines()
     for operation in ("sql aggregate (open + query)", "sql aggregate (CLI process)", "curate (decide", "diff v1 -> v2"):
         assert any(line.startswith(operation) for line in lines), operation
     goals = lines[next(i for i, line in enumerate(lines) if line.startswith("== goals")) :]
     assert len(goals) >= 5 and all(g[:4] in ("met ", "MISS") for g in goals[1:-1]), goals
-    assert "release v1 kept" in run.stdout
+    assert "release v1 kept" in out

@@ -1,12 +1,10 @@
 """bench/filter_cost.py runs at its smoke size, prints its goals last and writes what it measured."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 
-from tests.bench import BENCH
+from tests.bench import run_smoke
 from tests.docs_blocks import DOCS
 from tracebank import sources
 from tracebank.filters.runner import FILTERS
@@ -20,10 +18,8 @@ NEEDS_DATA = pytest.mark.skipif(
 @NEEDS_DATA
 def test_smoke_run_measures_the_baseline_and_prints_the_goals_last(tmp_path):
     out = tmp_path / "costs.json"
-    run = subprocess.run([sys.executable, str(BENCH / "filter_cost.py"), "--smoke", "--dir", str(tmp_path / "w"),
-                          "--out", str(out)], capture_output=True, text=True, timeout=600)  # fmt: skip
-    assert run.returncode == 0, run.stderr[-2000:]
-    assert run.stdout.rstrip().splitlines()[-3] == "== goals"
+    printed = run_smoke("filter_cost", "--dir", str(tmp_path / "w"), "--out", str(out))
+    assert printed.rstrip().splitlines()[-3] == "== goals"
     measured = json.loads(out.read_text())["filters"]
     assert set(measured) == {"exact_dup", "correctness"}
     assert "correct" in measured["correctness"]["metrics"] and measured["correctness"]["traces"] == 16

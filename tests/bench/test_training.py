@@ -9,12 +9,10 @@ from __future__ import annotations
 import json
 import random
 import re
-import subprocess
-import sys
 
 import pytest
 
-from tests.bench import BENCH, load
+from tests.bench import BENCH, load, run_smoke
 from tracebank.tasks import get_task
 
 va, vp = load("value.arith"), load("value.poison")
@@ -85,10 +83,7 @@ def test_rates_and_means_carry_honest_intervals():
 
 @pytest.mark.slow
 def test_curation_value_runs_and_records_what_it_measured_in_the_cards(tmp_path):
-    run = subprocess.run([sys.executable, str(BENCH / "curation_value.py"), "--smoke", "--dir", str(tmp_path)],
-                         capture_output=True, text=True, timeout=900)  # fmt: skip
-    assert run.returncode == 0, run.stderr[-3000:]
-    out = run.stdout
+    out = run_smoke("curation_value", "--dir", str(tmp_path), timeout=900)
     for heading in ("== Poison transfer", "== Wrong answers", "expectation"):
         assert heading in out
     assert re.search(r"base SmolLM2-135M .*\[\d", out) and "curated (correct-only)" in out
@@ -102,10 +97,7 @@ def test_curation_value_runs_and_records_what_it_measured_in_the_cards(tmp_path)
 
 @pytest.mark.slow
 def test_train_throughput_runs_every_arm_and_prints_the_goals_last(tmp_path):
-    run = subprocess.run([sys.executable, str(BENCH / "train_throughput.py"), "--smoke", "--skip-preference",
-                          "--dir", str(tmp_path)], capture_output=True, text=True, timeout=900)  # fmt: skip
-    assert run.returncode == 0, run.stderr[-3000:]
-    out = run.stdout
+    out = run_smoke("train_throughput", "--skip-preference", "--dir", str(tmp_path), timeout=900)
     for arm in ("sft trl", "sft tracebank", "sft bare", "sft tracebank +grad ckpt", "sft bare pad=max_length"):
         assert re.search(rf"^{re.escape(arm)}\s+(fp32|bf16)\s+\d+\s+\d+\.\d+", out, re.M), arm
     goals = out[out.index("== goals") :]
